@@ -151,9 +151,8 @@ impl Config {
         }
         let dry_run = match lookup(DRY_RUN) {
             None => false,
-            Some(v) => parse_bool(&v).ok_or_else(|| {
-                ConfigError::new(DRY_RUN, format!("`{v}` is not true or false"))
-            })?,
+            Some(v) => parse_bool(&v)
+                .ok_or_else(|| ConfigError::new(DRY_RUN, format!("`{v}` is not true or false")))?,
         };
         let deploy_timeout = match lookup(DEPLOY_TIMEOUT_MINUTES) {
             None => Duration::from_secs(DEFAULT_DEPLOY_TIMEOUT_MINUTES * 60),
@@ -233,16 +232,25 @@ fn parse_services(raw: &str) -> Result<Vec<ServiceTarget>, ConfigError> {
     let mut seen = HashSet::new();
     for (i, t) in targets.iter().enumerate() {
         let at = |f: &str| format!("{SERVICES}[{i}].{f}");
-        check_name(&t.repository, 256, is_repository_char).map_err(|m| ConfigError::new(at("repository"), m))?;
-        check_name(&t.cluster, 255, is_ecs_name_char).map_err(|m| ConfigError::new(at("cluster"), m))?;
-        check_name(&t.service, 255, is_ecs_name_char).map_err(|m| ConfigError::new(at("service"), m))?;
-        check_name(&t.container, 255, is_ecs_name_char).map_err(|m| ConfigError::new(at("container"), m))?;
+        check_name(&t.repository, 256, is_repository_char)
+            .map_err(|m| ConfigError::new(at("repository"), m))?;
+        check_name(&t.cluster, 255, is_ecs_name_char)
+            .map_err(|m| ConfigError::new(at("cluster"), m))?;
+        check_name(&t.service, 255, is_ecs_name_char)
+            .map_err(|m| ConfigError::new(at("service"), m))?;
+        check_name(&t.container, 255, is_ecs_name_char)
+            .map_err(|m| ConfigError::new(at("container"), m))?;
         if t.tags.is_empty() {
-            return Err(ConfigError::new(at("tags"), "is empty; omit it to deploy every tag"));
+            return Err(ConfigError::new(
+                at("tags"),
+                "is empty; omit it to deploy every tag",
+            ));
         }
         for (j, p) in t.tags.iter().enumerate() {
-            check_name(&p.0, 128, |c| c.is_ascii_alphanumeric() || "_.-*?".contains(c))
-                .map_err(|m| ConfigError::new(format!("{SERVICES}[{i}].tags[{j}]"), m))?;
+            check_name(&p.0, 128, |c| {
+                c.is_ascii_alphanumeric() || "_.-*?".contains(c)
+            })
+            .map_err(|m| ConfigError::new(format!("{SERVICES}[{i}].tags[{j}]"), m))?;
         }
         if t.rollback && !t.circuit_breaker {
             return Err(ConfigError::new(
@@ -277,10 +285,15 @@ fn check_name(value: &str, max: usize, ok: impl Fn(char) -> bool) -> Result<(), 
         return Err("is empty".into());
     }
     if value.len() > max {
-        return Err(format!("is {} characters long; the limit is {max}", value.len()));
+        return Err(format!(
+            "is {} characters long; the limit is {max}",
+            value.len()
+        ));
     }
     if let Some(c) = value.chars().find(|&c| !ok(c)) {
-        return Err(format!("`{value}` contains `{c}`, which is not allowed here"));
+        return Err(format!(
+            "`{value}` contains `{c}`, which is not allowed here"
+        ));
     }
     Ok(())
 }
@@ -337,7 +350,10 @@ mod tests {
 
     #[test]
     fn minimal_config_has_safe_defaults() {
-        let c = services(r#"[{"repository":"backend","cluster":"prod","service":"api","container":"app"}]"#).unwrap();
+        let c = services(
+            r#"[{"repository":"backend","cluster":"prod","service":"api","container":"app"}]"#,
+        )
+        .unwrap();
         assert!(!c.dry_run);
         assert_eq!(c.deploy_timeout, Duration::from_secs(1800));
         let t = &c.services[0];
@@ -354,7 +370,11 @@ mod tests {
                 {"repository":"other","cluster":"prod","service":"x","container":"x"}]"#,
         )
         .unwrap();
-        let names = |tag| c.targets_for("backend", tag).map(|t| t.service.clone()).collect::<Vec<_>>();
+        let names = |tag| {
+            c.targets_for("backend", tag)
+                .map(|t| t.service.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names("v1.4.2"), vec!["api", "worker"]);
         assert_eq!(names("main-abc"), vec!["worker"]);
         assert!(names("feature-x").is_empty());
@@ -366,39 +386,93 @@ mod tests {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[], "AUTOPILOT_TOPIC_ARN"),
             (&[(TOPIC_ARN, "oncall")], "AUTOPILOT_TOPIC_ARN"),
-            (&[(TOPIC_ARN, TOPIC), (DRY_RUN, "maybe")], "AUTOPILOT_DRY_RUN"),
-            (&[(TOPIC_ARN, TOPIC), (DEPLOY_TIMEOUT_MINUTES, "0")], "AUTOPILOT_DEPLOY_TIMEOUT_MINUTES"),
+            (
+                &[(TOPIC_ARN, TOPIC), (DRY_RUN, "maybe")],
+                "AUTOPILOT_DRY_RUN",
+            ),
+            (
+                &[(TOPIC_ARN, TOPIC), (DEPLOY_TIMEOUT_MINUTES, "0")],
+                "AUTOPILOT_DEPLOY_TIMEOUT_MINUTES",
+            ),
             (&[(TOPIC_ARN, TOPIC), (SERVICES, "{")], "AUTOPILOT_SERVICES"),
             (
-                &[(TOPIC_ARN, TOPIC), (SERVICES, r#"[{"repository":"b","cluster":"c","service":"s"}]"#)],
+                &[
+                    (TOPIC_ARN, TOPIC),
+                    (
+                        SERVICES,
+                        r#"[{"repository":"b","cluster":"c","service":"s"}]"#,
+                    ),
+                ],
                 "AUTOPILOT_SERVICES[0]",
             ),
             (
-                &[(TOPIC_ARN, TOPIC), (SERVICES, r#"[{"repository":"b","cluster":"c","service":"s","container":"x","tgas":[]}]"#)],
+                &[
+                    (TOPIC_ARN, TOPIC),
+                    (
+                        SERVICES,
+                        r#"[{"repository":"b","cluster":"c","service":"s","container":"x","tgas":[]}]"#,
+                    ),
+                ],
                 "AUTOPILOT_SERVICES[0].tgas",
             ),
             (
-                &[(TOPIC_ARN, TOPIC), (SERVICES, r#"[{"repository":"b","cluster":"c","service":"s","container":"x","tags":7}]"#)],
+                &[
+                    (TOPIC_ARN, TOPIC),
+                    (
+                        SERVICES,
+                        r#"[{"repository":"b","cluster":"c","service":"s","container":"x","tags":7}]"#,
+                    ),
+                ],
                 "AUTOPILOT_SERVICES[0].tags",
             ),
             (
-                &[(TOPIC_ARN, TOPIC), (SERVICES, r#"[{"repository":"B","cluster":"c","service":"s","container":"x"}]"#)],
+                &[
+                    (TOPIC_ARN, TOPIC),
+                    (
+                        SERVICES,
+                        r#"[{"repository":"B","cluster":"c","service":"s","container":"x"}]"#,
+                    ),
+                ],
                 "AUTOPILOT_SERVICES[0].repository",
             ),
             (
-                &[(TOPIC_ARN, TOPIC), (SERVICES, r#"[{"repository":"b","cluster":"c","service":"s","container":"x","tags":["v*","bad tag"]}]"#)],
+                &[
+                    (TOPIC_ARN, TOPIC),
+                    (
+                        SERVICES,
+                        r#"[{"repository":"b","cluster":"c","service":"s","container":"x","tags":["v*","bad tag"]}]"#,
+                    ),
+                ],
                 "AUTOPILOT_SERVICES[0].tags[1]",
             ),
             (
-                &[(TOPIC_ARN, TOPIC), (SERVICES, r#"[{"repository":"b","cluster":"c","service":"s","container":"x","tags":[]}]"#)],
+                &[
+                    (TOPIC_ARN, TOPIC),
+                    (
+                        SERVICES,
+                        r#"[{"repository":"b","cluster":"c","service":"s","container":"x","tags":[]}]"#,
+                    ),
+                ],
                 "AUTOPILOT_SERVICES[0].tags",
             ),
             (
-                &[(TOPIC_ARN, TOPIC), (SERVICES, r#"[{"repository":"b","cluster":"c","service":"s","container":"x","circuit_breaker":false}]"#)],
+                &[
+                    (TOPIC_ARN, TOPIC),
+                    (
+                        SERVICES,
+                        r#"[{"repository":"b","cluster":"c","service":"s","container":"x","circuit_breaker":false}]"#,
+                    ),
+                ],
                 "AUTOPILOT_SERVICES[0].rollback",
             ),
             (
-                &[(TOPIC_ARN, TOPIC), (SERVICES, r#"[{"repository":"b","cluster":"c","service":"s","container":"x"},{"repository":"b","cluster":"c","service":"s","container":"x"}]"#)],
+                &[
+                    (TOPIC_ARN, TOPIC),
+                    (
+                        SERVICES,
+                        r#"[{"repository":"b","cluster":"c","service":"s","container":"x"},{"repository":"b","cluster":"c","service":"s","container":"x"}]"#,
+                    ),
+                ],
                 "AUTOPILOT_SERVICES[1]",
             ),
         ];
@@ -411,14 +485,26 @@ mod tests {
 
     #[test]
     fn unknown_field_is_named_in_the_message() {
-        let err = services(r#"[{"repository":"b","cluster":"c","service":"s","container":"x","tgas":[]}]"#).unwrap_err();
+        let err = services(
+            r#"[{"repository":"b","cluster":"c","service":"s","container":"x","tgas":[]}]"#,
+        )
+        .unwrap_err();
         assert!(err.message.contains("tgas"), "{err}");
     }
 
     #[test]
     fn dry_run_parses_common_spellings() {
-        for (v, want) in [("true", true), ("1", true), ("YES", true), ("false", false), ("0", false)] {
-            assert_eq!(load(&[(TOPIC_ARN, TOPIC), (DRY_RUN, v)]).unwrap().dry_run, want);
+        for (v, want) in [
+            ("true", true),
+            ("1", true),
+            ("YES", true),
+            ("false", false),
+            ("0", false),
+        ] {
+            assert_eq!(
+                load(&[(TOPIC_ARN, TOPIC), (DRY_RUN, v)]).unwrap().dry_run,
+                want
+            );
         }
     }
 }

@@ -56,7 +56,10 @@ pub fn is(envelope: &Envelope, kind: (&str, &str)) -> bool {
 }
 
 /// Parses the detail of an envelope already known to be of kind `kind`.
-pub fn detail<T: DeserializeOwned>(envelope: &Envelope, kind: (&str, &str)) -> Result<T, EventError> {
+pub fn detail<T: DeserializeOwned>(
+    envelope: &Envelope,
+    kind: (&str, &str),
+) -> Result<T, EventError> {
     parse(envelope.detail.clone(), &format!("{} detail", kind.1))
 }
 
@@ -131,7 +134,8 @@ mod tests {
     #[test]
     fn parses_an_ecr_push() {
         let env = envelope(ecr(json!({"result":"SUCCESS","repository-name":"backend",
-            "image-digest":"sha256:ab","action-type":"PUSH","image-tag":"v1"}))).unwrap();
+            "image-digest":"sha256:ab","action-type":"PUSH","image-tag":"v1"})))
+        .unwrap();
         assert!(is(&env, ECR_IMAGE_ACTION));
         let d: EcrImageAction = detail(&env, ECR_IMAGE_ACTION).unwrap();
         assert_eq!(d.image_tag.as_deref(), Some("v1"));
@@ -140,7 +144,8 @@ mod tests {
     #[test]
     fn untagged_push_has_no_tag() {
         let env = envelope(ecr(json!({"result":"SUCCESS","repository-name":"backend",
-            "image-digest":"sha256:ab","action-type":"PUSH"}))).unwrap();
+            "image-digest":"sha256:ab","action-type":"PUSH"})))
+        .unwrap();
         let d: EcrImageAction = detail(&env, ECR_IMAGE_ACTION).unwrap();
         assert_eq!(d.image_tag, None);
     }
@@ -148,11 +153,13 @@ mod tests {
     #[test]
     fn malformed_detail_names_the_field() {
         let env = envelope(ecr(json!({"result":"SUCCESS","repository-name":7,
-            "image-digest":"sha256:ab","action-type":"PUSH"}))).unwrap();
+            "image-digest":"sha256:ab","action-type":"PUSH"})))
+        .unwrap();
         let err = detail::<EcrImageAction>(&env, ECR_IMAGE_ACTION).unwrap_err();
         assert!(err.to_string().contains("repository-name"), "{err}");
         let env = envelope(ecr(json!({"result":"SUCCESS","action-type":"PUSH",
-            "image-digest":"sha256:ab"}))).unwrap();
+            "image-digest":"sha256:ab"})))
+        .unwrap();
         let err = detail::<EcrImageAction>(&env, ECR_IMAGE_ACTION).unwrap_err();
         assert!(err.to_string().contains("repository-name"), "{err}");
     }

@@ -367,7 +367,11 @@ pub struct Pager {
 
 impl Pager {
     /// `source` names the sending function on every page.
-    pub fn new(sns: aws_sdk_sns::Client, topic_arn: impl Into<String>, source: impl Into<String>) -> Self {
+    pub fn new(
+        sns: aws_sdk_sns::Client,
+        topic_arn: impl Into<String>,
+        source: impl Into<String>,
+    ) -> Self {
         Self {
             sns,
             topic_arn: topic_arn.into(),
@@ -461,17 +465,32 @@ mod tests {
         let p = render(&page(), false);
         let d = doc(&p);
         let obj = d.as_object().unwrap();
-        assert!(obj.values().all(Value::is_string), "SNS json values must be strings");
-        assert!(d["default"].as_str().unwrap().contains("tasks failed to start"));
-        assert!(d["email"].as_str().unwrap().starts_with("[CRITICAL] Deploy FAILED"));
+        assert!(
+            obj.values().all(Value::is_string),
+            "SNS json values must be strings"
+        );
+        assert!(d["default"]
+            .as_str()
+            .unwrap()
+            .contains("tasks failed to start"));
+        assert!(d["email"]
+            .as_str()
+            .unwrap()
+            .starts_with("[CRITICAL] Deploy FAILED"));
         let m: Value = serde_json::from_str(d["sqs"].as_str().unwrap()).unwrap();
         assert_eq!(m["event_action"], "trigger");
         assert_eq!(m["dedup_key"], "deploy/prod/backend/sha256:abc");
         assert_eq!(m["payload"]["severity"], "critical");
         assert_eq!(m["payload"]["source"], "autopilot-deploy");
         assert_eq!(m["payload"]["component"], "prod/backend");
-        assert_eq!(m["payload"]["custom_details"]["Reason"], "tasks failed to start");
-        assert_eq!(m["payload"]["custom_details"]["Stopped tasks"][0], "Essential container exited");
+        assert_eq!(
+            m["payload"]["custom_details"]["Reason"],
+            "tasks failed to start"
+        );
+        assert_eq!(
+            m["payload"]["custom_details"]["Stopped tasks"][0],
+            "Essential container exited"
+        );
         assert_eq!(p.attributes[0], ("severity", "critical".to_string()));
         assert!(p.fifo.is_none());
     }
@@ -501,7 +520,10 @@ mod tests {
             pg.summary = s.clone();
             let subject = render(&pg, false).subject;
             assert!(subject.chars().count() <= SUBJECT_LIMIT, "{subject}");
-            assert!(subject.chars().all(|c| c.is_ascii_graphic() || c == ' '), "{subject:?}");
+            assert!(
+                subject.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+                "{subject:?}"
+            );
             assert!(subject.starts_with("[autopilot]"));
         }
         let mut pg = page();
@@ -511,11 +533,16 @@ mod tests {
 
     #[test]
     fn huge_lists_are_shortened_to_fit_sns() {
-        let many: Vec<String> = (0..20_000).map(|i| format!("task {i} stopped: {}", "e".repeat(40))).collect();
+        let many: Vec<String> = (0..20_000)
+            .map(|i| format!("task {i} stopped: {}", "e".repeat(40)))
+            .collect();
         let p = render(&page().list("Events", many), false);
         assert!(p.message.len() <= MESSAGE_BUDGET, "{}", p.message.len());
         assert!(p.message.contains("more not shown"));
-        assert!(doc(&p)["default"].as_str().unwrap().contains("tasks failed to start"));
+        assert!(doc(&p)["default"]
+            .as_str()
+            .unwrap()
+            .contains("tasks failed to start"));
     }
 
     #[test]
@@ -531,10 +558,16 @@ mod tests {
         let ids = a.fifo.clone().unwrap();
         assert_eq!(ids.group_id, "deploy/prod/backend/sha256:abc");
         assert_eq!(ids.deduplication_id.len(), 64);
-        assert_eq!(a.fifo, b.fifo, "a retried publish must carry the same dedup id");
+        assert_eq!(
+            a.fifo, b.fifo,
+            "a retried publish must carry the same dedup id"
+        );
         let mut other = page();
         other.action = Action::Resolve;
-        assert_ne!(render(&other, true).fifo.unwrap().deduplication_id, ids.deduplication_id);
+        assert_ne!(
+            render(&other, true).fifo.unwrap().deduplication_id,
+            ids.deduplication_id
+        );
     }
 
     #[test]

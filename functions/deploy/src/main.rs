@@ -1,1 +1,19 @@
-fn main() {}
+//! The deploy Lambda: logging, configuration, clients, then the runtime loop.
+
+use autopilot_shared::{aws, logging, Config};
+use deploy::Deployer;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    logging::init();
+    let config =
+        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let deployer = Deployer::new(&aws::sdk_config().await, config);
+    let deployer = &deployer;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        deployer.handle(event).await
+    }))
+    .await
+}
