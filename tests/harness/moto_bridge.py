@@ -18,7 +18,11 @@ here, in one place, with a comment naming it, instead of being skipped in a test
 * ECR stores ``imagePushedAt`` in whole seconds, so pushes in one second tie.
   ``POST /_bridge/ecr/pushed-at`` sets it, so ordering tests need no sleeps.
 * moto has no fault injection. ``POST /_bridge/fault`` makes the next N calls of
-  an operation fail with the given error, over real HTTP.
+  an operation fail with the given error, over real HTTP. ``match`` limits it to
+  requests whose body contains a string, so tests running in parallel each get
+  only their own faults.
+* Counting calls: ``POST /_bridge/calls`` returns, in order, the operations whose
+  request body contains ``match``, so a test can assert how often AWS was called.
 """
 
 import io
@@ -148,6 +152,9 @@ def _stopped_task(backend, service, task_definition_arn, deployment_id, reason, 
     for container in task.containers:
         container.last_status = "STOPPED"
         container.exitCode = exit_code
+        # moto answers cpu and memory as numbers where the ECS API has strings.
+        container.cpu = None if container.cpu is None else str(container.cpu)
+        container.memory = None if container.memory is None else str(container.memory)
     backend.tasks.setdefault(cluster.name, {})[task.task_arn] = task
 
 
@@ -200,14 +207,34 @@ def pushed_at(body):
 # ---------------------------------------------------------------------------
 # Fault injection, in front of moto, on real HTTP
 # ---------------------------------------------------------------------------
-_faults = {}
-_faults_lock = threading.Lock()
+_faults = []
+_calls = []
+_lock = threading.Lock()
 
 
 def add_fault(body):
-    with _faults_lock:
-        _faults[body["operation"]] = dict(body)
+    with _lock:
+        _faults.append(dict(body))
     return {}
+
+
+def calls(body):
+    needle = body.get("match", "")
+    with _lock:
+        return {"calls": [op for op, raw in _calls if needle in raw]}
+
+
+def _take_fault(operation, raw):
+    text = raw.decode("utf-8", "replace")
+    with _lock:
+        for fault in _faults:
+            if fault["operation"] == operation and fault.get("match", "") in text:
+                fault["count"] = fault.get("count", 1) - 1
+                if fault["count"] <= 0:
+                    _faults.remove(fault)
+                return fault
+        _calls.append((operation, text))
+    return None
 
 
 def _operation(environ, raw):
@@ -241,6 +268,7 @@ def _fault_response(environ, start_response, fault):
 
 CONTROL = {
     "/_bridge/fault": add_fault,
+    "/_bridge/calls": calls,
     "/_bridge/ecs/deployment": finish_deployment,
     "/_bridge/ecs/service-event": service_event,
     "/_bridge/ecr/pushed-at": pushed_at,
@@ -262,16 +290,11 @@ class Bridge:
                 status, body = "200 OK", json.dumps(result).encode()
             except Exception as exc:  # report harness misuse to the test, loudly
                 status, body = "500 Bridge Error", json.dumps({"error": repr(exc)}).encode()
-            start_response(status, [("Content-Type", "application/json")])
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
         operation = _operation(environ, raw)
         if operation:
-            with _faults_lock:
-                fault = _faults.get(operation)
-                if fault:
-                    fault["count"] = fault.get("count", 1) - 1
-                    if fault["count"] <= 0:
-                        del _faults[operation]
+            fault = _take_fault(operation, raw)
             if fault:
                 return _fault_response(environ, start_response, fault)
         return self.app(environ, start_response)
