@@ -221,13 +221,8 @@ fn is_sns_topic_arn(arn: &str) -> bool {
 fn parse_services(raw: &str) -> Result<Vec<ServiceTarget>, ConfigError> {
     let de = &mut serde_json::Deserializer::from_str(raw);
     let targets: Vec<ServiceTarget> = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            SERVICES.to_string()
-        } else {
-            format!("{SERVICES}{}", path_suffix(&path))
-        };
-        ConfigError::new(field, e.inner().to_string())
+        let (path, message) = crate::events::error_path(&e);
+        ConfigError::new(format!("{SERVICES}{}", path_suffix(&path)), message)
     })?;
     let mut seen = HashSet::new();
     for (i, t) in targets.iter().enumerate() {
@@ -273,7 +268,7 @@ fn parse_services(raw: &str) -> Result<Vec<ServiceTarget>, ConfigError> {
 
 /// serde_path_to_error prints `[1].tags[0]`; keep that, but make a leading field `.x`.
 fn path_suffix(path: &str) -> String {
-    if path.starts_with('[') {
+    if path.is_empty() || path.starts_with('[') {
         path.to_string()
     } else {
         format!(".{path}")
@@ -403,7 +398,7 @@ mod tests {
                         r#"[{"repository":"b","cluster":"c","service":"s"}]"#,
                     ),
                 ],
-                "AUTOPILOT_SERVICES[0]",
+                "AUTOPILOT_SERVICES[0].container",
             ),
             (
                 &[

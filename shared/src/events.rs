@@ -35,14 +35,39 @@ pub enum EventError {
 }
 
 fn parse<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, EventError> {
-    serde_path_to_error::deserialize(value).map_err(|e| EventError::Malformed {
-        what: what.to_string(),
-        path: match e.path().to_string().as_str() {
-            "." => "(top level)".to_string(),
-            p => p.to_string(),
-        },
-        message: e.inner().to_string(),
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let (path, message) = error_path(&e);
+        EventError::Malformed {
+            what: what.to_string(),
+            path: if path.is_empty() {
+                "(top level)".to_string()
+            } else {
+                path
+            },
+            message,
+        }
     })
+}
+
+/// The JSON path of a deserialisation error, down to the field: serde reports a
+/// missing field at its parent, so the field's name is taken from the message.
+/// Empty for the top level.
+pub(crate) fn error_path(e: &serde_path_to_error::Error<serde_json::Error>) -> (String, String) {
+    let message = e.inner().to_string();
+    let mut path = match e.path().to_string().as_str() {
+        "." => String::new(),
+        p => p.to_string(),
+    };
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(field);
+    }
+    (path, message)
 }
 
 /// Parses the EventBridge envelope.
@@ -161,7 +186,10 @@ mod tests {
             "image-digest":"sha256:ab"})))
         .unwrap();
         let err = detail::<EcrImageAction>(&env, ECR_IMAGE_ACTION).unwrap_err();
-        assert!(err.to_string().contains("repository-name"), "{err}");
+        assert!(
+            matches!(&err, EventError::Malformed { path, .. } if path == "repository-name"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! One emulator serves a whole test binary; every [`Stack`] uses names of its own,
 //! so tests run in parallel without resetting each other's state.
 
+pub mod logs;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ecs::types::*;
 use serde_json::{json, Value};

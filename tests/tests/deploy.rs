@@ -737,3 +737,32 @@ async fn malformed_and_unknown_events_fail_naming_the_problem() {
         assert!(err.to_string().contains(names), "{names}: {err}");
     }
 }
+
+/// The AWS calls one deploy of one service makes, in order. The closing note of
+/// the deploy issue quotes this list; a change here is a change in cost.
+#[tokio::test]
+async fn one_deploy_makes_eight_aws_calls() {
+    let w = World::new("call_count").await;
+    let deployer = w.deployer(w.mapping(), false).await;
+    let digest = w.stack.push(&w.repo, "v1.4.2").await;
+    let mark = w.stack.calls().len();
+
+    invoke(&deployer, push_event(&w.repo, "v1.4.2", &digest))
+        .await
+        .unwrap();
+
+    let calls = w.stack.calls()[mark..].to_vec();
+    assert_eq!(
+        calls,
+        vec![
+            "DescribeServices",
+            "DescribeTaskDefinition",
+            "DescribeTaskDefinition",
+            "DescribeImages",
+            "RegisterTaskDefinition",
+            "UpdateService",
+            "Publish",
+            "TagResource",
+        ]
+    );
+}

@@ -1,0 +1,84 @@
+//! Every sample in `events/` parses as the function will parse it; the malformed
+//! ones fail with an error naming the bad field, through the real handler.
+
+use autopilot_shared::events::{self, EcrImageAction, EcsDeploymentStateChange, EventError};
+use autopilot_tests::*;
+use deploy::Deployer;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{json, Value};
+
+fn samples() -> Vec<(String, Value)> {
+    let mut files: Vec<_> = std::fs::read_dir(root().join("events"))
+        .expect("events/ exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 8,
+        "events/ holds a sample of every event kind"
+    );
+    files
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            let value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            (name, value)
+        })
+        .collect()
+}
+
+fn parse(value: Value) -> Result<(), EventError> {
+    let envelope = events::envelope(value)?;
+    if events::is(&envelope, events::ECR_IMAGE_ACTION) {
+        events::detail::<EcrImageAction>(&envelope, events::ECR_IMAGE_ACTION)?;
+    } else if events::is(&envelope, events::ECS_DEPLOYMENT_STATE_CHANGE) {
+        events::detail::<EcsDeploymentStateChange>(&envelope, events::ECS_DEPLOYMENT_STATE_CHANGE)?;
+    } else {
+        assert!(
+            events::is(&envelope, events::SCHEDULED_EVENT),
+            "unexpected kind {}",
+            envelope.detail_type
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn every_sample_parses_and_every_malformed_one_names_its_field() {
+    for (name, value) in samples() {
+        match (name.starts_with("malformed-"), parse(value)) {
+            (false, Ok(())) => {}
+            (false, Err(e)) => panic!("{name}: {e}"),
+            (true, Ok(())) => panic!("{name} should not parse"),
+            (true, Err(EventError::Malformed { path, .. })) => {
+                assert!(
+                    ["repository-name", "deploymentId"].contains(&path.as_str()),
+                    "{name}: {path}"
+                )
+            }
+            (true, Err(e)) => panic!("{name}: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_handler_rejects_the_malformed_samples() {
+    let stack = Stack::new("samples").await;
+    let deployer = Deployer::new(&stack.sdk, stack.config(json!([]), false));
+    for (name, value) in samples()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("malformed-"))
+    {
+        let err = deployer
+            .handle(LambdaEvent::new(value, Context::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.error_type(),
+            "autopilot.MalformedEvent",
+            "{name}: {err}"
+        );
+    }
+}
