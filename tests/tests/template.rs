@@ -1,0 +1,32 @@
+//! The SAM template lints clean and wires every setting the code reads.
+
+use autopilot_shared::config;
+use autopilot_tests::root;
+use std::process::Command;
+
+#[test]
+fn cfn_lint_is_clean() {
+    let lint = root().join(".venv/bin/cfn-lint");
+    let out = Command::new(&lint)
+        .arg(root().join("template.yaml"))
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; run `make setup`", lint.display()));
+    assert!(
+        out.status.success(),
+        "cfn-lint:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_template_sets_every_variable_the_configuration_reads() {
+    let template = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    for var in [config::TOPIC_ARN, config::SERVICES, config::DRY_RUN, config::DEPLOY_TIMEOUT_MINUTES] {
+        assert!(template.contains(&format!("{var}:")), "template.yaml does not set {var}");
+    }
+    for binary in ["Binary: deploy"] {
+        assert!(template.contains(binary), "template.yaml does not build {binary}");
+    }
+}
