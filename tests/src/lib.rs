@@ -170,15 +170,22 @@ impl Stack {
     /// A stack whose on-call topic (and capture queue) is FIFO when `fifo`.
     pub async fn with_topic(test: &str, fifo: bool) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let prefix = format!("{}-{n}", test.replace('_', "-"));
+        Self::create(format!("{}-{n}", test.replace('_', "-")), fifo).await
+    }
+
+    /// A stack with plain names (`backend`, `prod`, `oncall`), as in `events/`; for the demo.
+    pub async fn unprefixed() -> Self {
+        Self::create(String::new(), false).await
+    }
+
+    async fn create(prefix: String, fifo: bool) -> Self {
         let sdk = sdk_config().await;
         let sns = aws_sdk_sns::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let suffix = if fifo { ".fifo" } else { "" };
-        let mut topic = sns.create_topic().name(format!("{prefix}-oncall{suffix}"));
-        let mut queue = sqs
-            .create_queue()
-            .queue_name(format!("{prefix}-pages{suffix}"));
+        let name = |base: &str| if prefix.is_empty() { base.to_string() } else { format!("{prefix}-{base}") };
+        let mut topic = sns.create_topic().name(format!("{}{suffix}", name("oncall")));
+        let mut queue = sqs.create_queue().queue_name(format!("{}{suffix}", name("pages")));
         if fifo {
             topic = topic.attributes("FifoTopic", "true");
             queue = queue.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
@@ -197,7 +204,7 @@ impl Stack {
             .queue_url()
             .unwrap()
             .to_string();
-        let queue_arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{prefix}-pages{suffix}");
+        let queue_arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{}{suffix}", name("pages"));
         sns.subscribe()
             .topic_arn(&topic_arn)
             .protocol("sqs")
@@ -219,7 +226,11 @@ impl Stack {
 
     /// A resource name of this stack.
     pub fn name(&self, base: &str) -> String {
-        format!("{}-{base}", self.prefix)
+        if self.prefix.is_empty() {
+            base.to_string()
+        } else {
+            format!("{}-{base}", self.prefix)
+        }
     }
 
     pub async fn repository(&self, base: &str) -> String {
@@ -235,7 +246,11 @@ impl Stack {
 
     /// Pushes an image and returns its digest.
     pub async fn push(&self, repository: &str, tag: &str) -> String {
-        let digest = digest(&format!("{repository}:{tag}"));
+        self.push_digest(repository, tag, &digest(&format!("{repository}:{tag}"))).await
+    }
+
+    /// Pushes an image with the given digest (moto would give every manifest the same one).
+    pub async fn push_digest(&self, repository: &str, tag: &str, digest: &str) -> String {
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
@@ -247,11 +262,11 @@ impl Stack {
             .repository_name(repository)
             .image_manifest(manifest.to_string())
             .image_tag(tag)
-            .image_digest(&digest)
+            .image_digest(digest)
             .send()
             .await
             .expect("put image");
-        digest
+        digest.to_string()
     }
 
     /// Sets when an image was pushed (moto keeps whole seconds, so pushes tie).

@@ -62,7 +62,7 @@ impl Apply<'_> {
                     Revision::Register(new) => self.register(&new).await?,
                 };
                 let deployment_id = self
-                    .update_service(target, &arn, deployment_configuration)
+                    .update_service(target, &arn, *deployment_configuration)
                     .await?;
                 self.announce(target, &record, &arn, &deployment_id).await?;
                 outcome.revision = Some(arn);

@@ -65,7 +65,7 @@ pub enum Decision {
     /// Point the service at a new revision.
     Deploy {
         revision: Revision,
-        deployment_configuration: DeploymentConfiguration,
+        deployment_configuration: Box<DeploymentConfiguration>,
         record: Record,
         image: String,
         reason: String,
@@ -189,8 +189,7 @@ pub fn plan_service(
         verdict: None,
         timeout_warned: None,
     };
-    let deployment_configuration =
-        with_circuit_breaker(found.service.deployment_configuration(), target);
+    let deployment_configuration = Box::new(with_circuit_breaker(found.service.deployment_configuration(), target));
 
     if let Some((latest, tags)) = &found.latest {
         let ours = Record::from_tags(tags)

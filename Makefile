@@ -1,0 +1,22 @@
+# The two commands of the README, and the set-up both run first.
+.PHONY: setup test demo demo-serve lint
+
+setup:
+	@scripts/setup.sh
+
+## make test: formatting, lints, unit tests and integration tests against the local emulator.
+test: setup
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	cargo test --workspace
+
+## make demo: the deploy story on the local emulator, push to verdict.
+demo: setup
+	cargo run --quiet -p autopilot-tests --bin demo
+
+## make demo-serve: the demo, then keep the emulator up for `cargo lambda invoke`.
+demo-serve: setup
+	cargo run --quiet -p autopilot-tests --bin demo -- --serve
+
+lint: setup
+	AWS_DEFAULT_REGION=us-east-1 .venv/bin/cfn-lint template.yaml

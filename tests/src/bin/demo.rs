@@ -1,0 +1,134 @@
+//! `make demo`: the deploy story on the local emulator, start to verdict.
+//!
+//! Stands up repository `backend`, cluster `prod` and two services fed by the
+//! same image (`backend` and `worker`), delivers `events/ecr-push.json`, then
+//! plays the cluster's side: `backend` completes, `worker` crashes and the
+//! circuit breaker rolls it back. Prints what changed and what on-call received.
+//! With `--serve` it keeps the emulator up afterwards for `cargo lambda invoke`.
+
+use autopilot_tests::*;
+use deploy::{Deployer, Report};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{json, Value};
+
+#[tokio::main]
+async fn main() {
+    let serve = std::env::args().any(|a| a == "--serve");
+    println!("autopilot demo: deploy on image push");
+    println!("local AWS emulator (moto + bridge): {}\n", emulator().endpoint());
+
+    let stack = Stack::unprefixed().await;
+    let repo = stack.repository("backend").await;
+    stack.push(&repo, "v1.4.1").await;
+    let cluster = stack.cluster("prod").await;
+    let api = stack.task_definition("backend", "app", &stack.image(&repo, "v1.4.1")).await;
+    let worker = stack.task_definition("worker", "worker", &stack.image(&repo, "v1.4.1")).await;
+    let worker_v1 = worker.task_definition_arn().unwrap().to_string();
+    let api_arn = stack.service(&cluster, "backend", api.task_definition_arn().unwrap()).await;
+    let worker_arn = stack.service(&cluster, "worker", &worker_v1).await;
+    println!("== 1. The stack");
+    println!("   ECR repository  {repo} (running v1.4.1)");
+    println!("   ECS cluster     {cluster}: services backend (backend:1, container app) and worker (worker:1, container worker)");
+    println!("   on-call topic   {}\n", stack.topic_arn);
+
+    let mapping = json!([
+        {"repository": repo, "tags": ["v*"], "cluster": cluster, "service": "backend", "container": "app"},
+        {"repository": repo, "tags": ["v*"], "cluster": cluster, "service": "worker", "container": "worker"},
+    ]);
+    println!("== 2. Configuration (AUTOPILOT_SERVICES)\n   {mapping}\n");
+    let deployer = Deployer::new(&stack.sdk, stack.config(mapping, false));
+
+    let event: Value = serde_json::from_str(&std::fs::read_to_string(root().join("events/ecr-push.json")).unwrap()).unwrap();
+    let digest = event["detail"]["image-digest"].as_str().unwrap();
+    let tag = event["detail"]["image-tag"].as_str().unwrap();
+    stack.push_digest(&repo, tag, digest).await;
+    println!("== 3. CI pushes {repo}:{tag} ({digest}); EventBridge delivers events/ecr-push.json");
+    let mark = stack.calls().len();
+    let report = invoke(&deployer, event).await;
+    print_report(&report);
+    let deploy_calls: Vec<String> = stack.calls()[mark..].to_vec();
+    for service in ["backend", "worker"] {
+        let s = stack.describe_service(&cluster, service).await;
+        let revision = s.task_definition().unwrap();
+        let (td, _) = stack.describe_task_definition(revision).await;
+        let primary = s.deployments().iter().find(|d| d.status() == Some("PRIMARY")).unwrap();
+        println!(
+            "   {cluster}/{service}: now {} running {} (deployment {}, circuit breaker {:?})",
+            revision.rsplit('/').next().unwrap(),
+            td.container_definitions()[0].image().unwrap(),
+            primary.id().unwrap(),
+            s.deployment_configuration().and_then(|c| c.deployment_circuit_breaker()).map(|b| (b.enable(), b.rollback())).unwrap()
+        );
+    }
+    println!("   AWS calls made: {}", deploy_calls.join(" -> "));
+    print_pages(&stack).await;
+
+    println!("== 4. The cluster: backend becomes healthy; worker's tasks crash and the circuit breaker rolls back");
+    let api_deployment = report.outcomes[0].deployment_id.clone().unwrap();
+    let worker_deployment = report.outcomes[1].deployment_id.clone().unwrap();
+    bridge("/_bridge/ecs/deployment", json!({"cluster": cluster, "service": "backend", "deploymentId": api_deployment, "outcome": "COMPLETED"}));
+    let reason = "ECS deployment circuit breaker: tasks failed to start.";
+    bridge(
+        "/_bridge/ecs/deployment",
+        json!({"cluster": cluster, "service": "worker", "deploymentId": worker_deployment, "outcome": "FAILED", "reason": reason,
+               "stoppedReasons": ["Essential container in task exited", "Essential container in task exited", "Task failed container health checks"],
+               "rollbackTo": worker_v1}),
+    );
+    let completed = deployment_event(&api_arn, &api_deployment, "SERVICE_DEPLOYMENT_COMPLETED", "ECS deployment completed.");
+    let failed = deployment_event(&worker_arn, &worker_deployment, "SERVICE_DEPLOYMENT_FAILED", reason);
+    println!("   EventBridge delivers SERVICE_DEPLOYMENT_COMPLETED for backend and SERVICE_DEPLOYMENT_FAILED for worker");
+    print_report(&invoke(&deployer, completed).await);
+    print_report(&invoke(&deployer, failed.clone()).await);
+    print_pages(&stack).await;
+
+    println!("== 5. The same FAILED event again (EventBridge delivers at least once)");
+    print_report(&invoke(&deployer, failed).await);
+    print_pages(&stack).await;
+
+    if serve {
+        println!("Emulator stays up for local invokes:");
+        println!("   AWS_ENDPOINT_URL={} AWS_REGION={REGION} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \\", emulator().endpoint());
+        println!("   AUTOPILOT_TOPIC_ARN={} AUTOPILOT_SERVICES='[{{\"repository\":\"backend\",\"cluster\":\"prod\",\"service\":\"backend\",\"container\":\"app\"}}]' cargo lambda watch", stack.topic_arn);
+        println!("   cargo lambda invoke deploy --data-file events/ecr-push-untagged.json");
+        println!("Press Ctrl-C to stop.");
+        std::thread::park();
+    }
+}
+
+async fn invoke(deployer: &Deployer, event: Value) -> Report {
+    match deployer.handle(LambdaEvent::new(event, Context::default())).await {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("invocation failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn print_report(report: &Report) {
+    for o in &report.outcomes {
+        println!("   [{}] {}: {}", o.action, o.resource, o.reason);
+    }
+}
+
+async fn print_pages(stack: &Stack) {
+    let pages = stack.pages().await;
+    println!("\n   On-call received {} page(s):", pages.len());
+    for p in pages {
+        println!("   +- {} ({} {}, key {})", p.subject, p.severity, p.action(), p.dedup_key());
+        if let Some(details) = p.body["payload"]["custom_details"].as_object() {
+            for (k, v) in details {
+                match v {
+                    Value::Array(items) => {
+                        println!("   |  {k}:");
+                        for i in items {
+                            println!("   |    - {}", i.as_str().unwrap_or_default());
+                        }
+                    }
+                    other => println!("   |  {k}: {}", other.as_str().unwrap_or_default()),
+                }
+            }
+        }
+    }
+    println!();
+}
