@@ -183,9 +183,19 @@ impl Stack {
         let sns = aws_sdk_sns::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let suffix = if fifo { ".fifo" } else { "" };
-        let name = |base: &str| if prefix.is_empty() { base.to_string() } else { format!("{prefix}-{base}") };
-        let mut topic = sns.create_topic().name(format!("{}{suffix}", name("oncall")));
-        let mut queue = sqs.create_queue().queue_name(format!("{}{suffix}", name("pages")));
+        let name = |base: &str| {
+            if prefix.is_empty() {
+                base.to_string()
+            } else {
+                format!("{prefix}-{base}")
+            }
+        };
+        let mut topic = sns
+            .create_topic()
+            .name(format!("{}{suffix}", name("oncall")));
+        let mut queue = sqs
+            .create_queue()
+            .queue_name(format!("{}{suffix}", name("pages")));
         if fifo {
             topic = topic.attributes("FifoTopic", "true");
             queue = queue.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
@@ -246,7 +256,8 @@ impl Stack {
 
     /// Pushes an image and returns its digest.
     pub async fn push(&self, repository: &str, tag: &str) -> String {
-        self.push_digest(repository, tag, &digest(&format!("{repository}:{tag}"))).await
+        self.push_digest(repository, tag, &digest(&format!("{repository}:{tag}")))
+            .await
     }
 
     /// Pushes an image with the given digest (moto would give every manifest the same one).

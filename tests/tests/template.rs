@@ -23,8 +23,19 @@ fn cfn_lint_is_clean() {
 #[test]
 fn the_template_sets_every_variable_the_configuration_reads() {
     let template = std::fs::read_to_string(root().join("template.yaml")).unwrap();
-    for var in [config::TOPIC_ARN, config::SERVICES, config::DRY_RUN, config::DEPLOY_TIMEOUT_MINUTES] {
-        assert!(template.contains(&format!("{var}:")), "template.yaml does not set {var}");
+    for var in [
+        config::TOPIC_ARN,
+        config::SERVICES,
+        config::DRY_RUN,
+        config::DEPLOY_TIMEOUT_MINUTES,
+    ] {
+        assert!(
+            template.contains(&format!("{var}:")),
+            "template.yaml does not set {var}"
+        );
     }
-    assert!(template.contains("Binary: deploy"), "template.yaml does not build deploy");
+    assert!(
+        template.contains("Binary: deploy"),
+        "template.yaml does not build deploy"
+    );
 }

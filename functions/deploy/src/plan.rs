@@ -189,7 +189,10 @@ pub fn plan_service(
         verdict: None,
         timeout_warned: None,
     };
-    let deployment_configuration = Box::new(with_circuit_breaker(found.service.deployment_configuration(), target));
+    let deployment_configuration = Box::new(with_circuit_breaker(
+        found.service.deployment_configuration(),
+        target,
+    ));
 
     if let Some((latest, tags)) = &found.latest {
         let ours = Record::from_tags(tags)

@@ -15,16 +15,25 @@ use serde_json::{json, Value};
 async fn main() {
     let serve = std::env::args().any(|a| a == "--serve");
     println!("autopilot demo: deploy on image push");
-    println!("local AWS emulator (moto + bridge): {}\n", emulator().endpoint());
+    println!(
+        "local AWS emulator (moto + bridge): {}\n",
+        emulator().endpoint()
+    );
 
     let stack = Stack::unprefixed().await;
     let repo = stack.repository("backend").await;
     stack.push(&repo, "v1.4.1").await;
     let cluster = stack.cluster("prod").await;
-    let api = stack.task_definition("backend", "app", &stack.image(&repo, "v1.4.1")).await;
-    let worker = stack.task_definition("worker", "worker", &stack.image(&repo, "v1.4.1")).await;
+    let api = stack
+        .task_definition("backend", "app", &stack.image(&repo, "v1.4.1"))
+        .await;
+    let worker = stack
+        .task_definition("worker", "worker", &stack.image(&repo, "v1.4.1"))
+        .await;
     let worker_v1 = worker.task_definition_arn().unwrap().to_string();
-    let api_arn = stack.service(&cluster, "backend", api.task_definition_arn().unwrap()).await;
+    let api_arn = stack
+        .service(&cluster, "backend", api.task_definition_arn().unwrap())
+        .await;
     let worker_arn = stack.service(&cluster, "worker", &worker_v1).await;
     println!("== 1. The stack");
     println!("   ECR repository  {repo} (running v1.4.1)");
@@ -38,7 +47,10 @@ async fn main() {
     println!("== 2. Configuration (AUTOPILOT_SERVICES)\n   {mapping}\n");
     let deployer = Deployer::new(&stack.sdk, stack.config(mapping, false));
 
-    let event: Value = serde_json::from_str(&std::fs::read_to_string(root().join("events/ecr-push.json")).unwrap()).unwrap();
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("events/ecr-push.json")).unwrap(),
+    )
+    .unwrap();
     let digest = event["detail"]["image-digest"].as_str().unwrap();
     let tag = event["detail"]["image-tag"].as_str().unwrap();
     stack.push_digest(&repo, tag, digest).await;
@@ -51,13 +63,20 @@ async fn main() {
         let s = stack.describe_service(&cluster, service).await;
         let revision = s.task_definition().unwrap();
         let (td, _) = stack.describe_task_definition(revision).await;
-        let primary = s.deployments().iter().find(|d| d.status() == Some("PRIMARY")).unwrap();
+        let primary = s
+            .deployments()
+            .iter()
+            .find(|d| d.status() == Some("PRIMARY"))
+            .unwrap();
         println!(
             "   {cluster}/{service}: now {} running {} (deployment {}, circuit breaker {:?})",
             revision.rsplit('/').next().unwrap(),
             td.container_definitions()[0].image().unwrap(),
             primary.id().unwrap(),
-            s.deployment_configuration().and_then(|c| c.deployment_circuit_breaker()).map(|b| (b.enable(), b.rollback())).unwrap()
+            s.deployment_configuration()
+                .and_then(|c| c.deployment_circuit_breaker())
+                .map(|b| (b.enable(), b.rollback()))
+                .unwrap()
         );
     }
     println!("   AWS calls made: {}", deploy_calls.join(" -> "));
@@ -66,7 +85,10 @@ async fn main() {
     println!("== 4. The cluster: backend becomes healthy; worker's tasks crash and the circuit breaker rolls back");
     let api_deployment = report.outcomes[0].deployment_id.clone().unwrap();
     let worker_deployment = report.outcomes[1].deployment_id.clone().unwrap();
-    bridge("/_bridge/ecs/deployment", json!({"cluster": cluster, "service": "backend", "deploymentId": api_deployment, "outcome": "COMPLETED"}));
+    bridge(
+        "/_bridge/ecs/deployment",
+        json!({"cluster": cluster, "service": "backend", "deploymentId": api_deployment, "outcome": "COMPLETED"}),
+    );
     let reason = "ECS deployment circuit breaker: tasks failed to start.";
     bridge(
         "/_bridge/ecs/deployment",
@@ -74,8 +96,18 @@ async fn main() {
                "stoppedReasons": ["Essential container in task exited", "Essential container in task exited", "Task failed container health checks"],
                "rollbackTo": worker_v1}),
     );
-    let completed = deployment_event(&api_arn, &api_deployment, "SERVICE_DEPLOYMENT_COMPLETED", "ECS deployment completed.");
-    let failed = deployment_event(&worker_arn, &worker_deployment, "SERVICE_DEPLOYMENT_FAILED", reason);
+    let completed = deployment_event(
+        &api_arn,
+        &api_deployment,
+        "SERVICE_DEPLOYMENT_COMPLETED",
+        "ECS deployment completed.",
+    );
+    let failed = deployment_event(
+        &worker_arn,
+        &worker_deployment,
+        "SERVICE_DEPLOYMENT_FAILED",
+        reason,
+    );
     println!("   EventBridge delivers SERVICE_DEPLOYMENT_COMPLETED for backend and SERVICE_DEPLOYMENT_FAILED for worker");
     print_report(&invoke(&deployer, completed).await);
     print_report(&invoke(&deployer, failed.clone()).await);
@@ -96,7 +128,10 @@ async fn main() {
 }
 
 async fn invoke(deployer: &Deployer, event: Value) -> Report {
-    match deployer.handle(LambdaEvent::new(event, Context::default())).await {
+    match deployer
+        .handle(LambdaEvent::new(event, Context::default()))
+        .await
+    {
         Ok(report) => report,
         Err(e) => {
             eprintln!("invocation failed: {e}");
@@ -115,7 +150,13 @@ async fn print_pages(stack: &Stack) {
     let pages = stack.pages().await;
     println!("\n   On-call received {} page(s):", pages.len());
     for p in pages {
-        println!("   +- {} ({} {}, key {})", p.subject, p.severity, p.action(), p.dedup_key());
+        println!(
+            "   +- {} ({} {}, key {})",
+            p.subject,
+            p.severity,
+            p.action(),
+            p.dedup_key()
+        );
         if let Some(details) = p.body["payload"]["custom_details"].as_object() {
             for (k, v) in details {
                 match v {
