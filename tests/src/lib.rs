@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 pub const ACCOUNT: &str = "123456789012";
+/// The value of a secret that fixtures put in a task definition's plain environment.
+pub const PLAINTEXT_SECRET: &str = "sk_live_plaintext_sentinel_4f2a9c";
 pub const REGION: &str = "us-east-1";
 
 /// The workspace root.

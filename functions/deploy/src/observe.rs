@@ -98,7 +98,7 @@ pub async fn push_times(
             .collect();
         let result = ecr
             .describe_images()
-            .registry_id(registry_id)
+            .set_registry_id((!registry_id.is_empty()).then(|| registry_id.to_string()))
             .repository_name(repository)
             .set_image_ids(Some(identifiers))
             .send()
