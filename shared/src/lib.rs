@@ -7,5 +7,5 @@ pub mod events;
 pub mod logging;
 pub mod pager;
 
-pub use config::{Config, ConfigError, ServiceTarget};
+pub use config::{Config, ConfigError, RotationTarget, ServiceTarget, Strategy};
 pub use pager::{Page, Pager, Severity};

@@ -1,0 +1,20 @@
+//! The rotate Lambda: logging, configuration, clients, then the runtime loop.
+
+use autopilot_shared::{aws, logging, Config};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use rotate::Rotator;
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    logging::init();
+    let config =
+        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let rotator = Rotator::new(&aws::sdk_config().await, config)
+        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let rotator = &rotator;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        rotator.handle(event).await
+    }))
+    .await
+}
