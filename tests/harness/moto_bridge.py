@@ -21,6 +21,10 @@ here, in one place, with a comment naming it, instead of being skipped in a test
   an operation fail with the given error, over real HTTP. ``match`` limits it to
   requests whose body contains a string, so tests running in parallel each get
   only their own faults.
+* Secrets Manager accepts a reused ClientRequestToken with a different value
+  for an AWSPENDING version, overwriting it; AWS refuses with
+  ResourceExistsException, which rotation's createSecret relies on. The bridge
+  refuses too.
 * Counting calls: ``POST /_bridge/calls`` returns, in order, the operations whose
   request body contains ``match``, so a test can assert how often AWS was called.
 """
@@ -202,6 +206,30 @@ def pushed_at(body):
         if image.image_digest == body["digest"]:
             image.image_pushed_at = int(body["epoch"])
     return {}
+
+
+# ---------------------------------------------------------------------------
+# Secrets Manager: a version's value is immutable once written
+# ---------------------------------------------------------------------------
+from moto.secretsmanager import models as sm_models  # noqa: E402
+from moto.secretsmanager.exceptions import ResourceExistsException  # noqa: E402
+
+_orig_check_versions = sm_models.SecretsManagerBackend._check_with_existing_secrets_and_versions
+
+
+def check_versions(self, secret_name, client_request_token, secret_string, secret_binary, on_create=False):
+    secret = self.secrets.get(secret_name)
+    version = getattr(secret, "versions", {}).get(client_request_token) if client_request_token else None
+    if version and "AWSPENDING" in version.get("version_stages", []) and version.get("secret_string") is not None:
+        if version.get("secret_string") == secret_string and version.get("secret_binary") == secret_binary:
+            return secret
+        raise ResourceExistsException(
+            f"You can't use ClientRequestToken {client_request_token} because that value is already in use for a version of secret {secret.arn}."
+        )
+    return _orig_check_versions(self, secret_name, client_request_token, secret_string, secret_binary, on_create)
+
+
+sm_models.SecretsManagerBackend._check_with_existing_secrets_and_versions = check_versions
 
 
 # ---------------------------------------------------------------------------

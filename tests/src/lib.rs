@@ -7,6 +7,8 @@
 //! so tests run in parallel without resetting each other's state.
 
 pub mod logs;
+pub mod postgres;
+pub mod rotation;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ecs::types::*;
@@ -30,7 +32,7 @@ pub fn root() -> PathBuf {
 }
 
 /// The Python that has moto: `AUTOPILOT_PYTHON`, else the set-up's venv.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     std::env::var_os("AUTOPILOT_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(".venv/bin/python"))

@@ -1,0 +1,92 @@
+"""A throwaway PostgreSQL server for the tests.
+
+initdb into a fresh directory, start postgres on a free loopback port with
+SCRAM password logins, print ``PORT <n>`` once it accepts connections, and
+stop it and delete the directory when the process that started this exits.
+As root, the server runs as the ``postgres`` OS user (initdb refuses root).
+
+Usage: pg_run.py ADMIN_PASSWORD
+"""
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def bindir():
+    if os.environ.get("AUTOPILOT_PG_BIN"):
+        return os.environ["AUTOPILOT_PG_BIN"]
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    if found:
+        return os.path.dirname(found[-1])
+    initdb = shutil.which("initdb")
+    if initdb:
+        return os.path.dirname(initdb)
+    sys.exit("PostgreSQL server binaries not found; run `make setup`")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    password = sys.argv[1]
+    parent = os.getppid()
+    bin_dir = bindir()
+    root = tempfile.mkdtemp(prefix="autopilot-pg-")
+    data = os.path.join(root, "data")
+    as_user = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    pwfile = os.path.join(root, "pw")
+    with open(pwfile, "w") as f:
+        f.write(password)
+    if as_user:
+        shutil.chown(pwfile, "postgres", "postgres")
+    subprocess.run(
+        as_user + [f"{bin_dir}/initdb", "-D", data, "-U", "postgres", "--auth-host=scram-sha-256",
+                   "--auth-local=trust", f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        as_user + [f"{bin_dir}/postgres", "-D", data, "-p", str(port), "-k", root,
+                   "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "ssl=off"]
+        + sys.argv[2:],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, "log"), "w"),
+    )
+
+    def stop(*_):
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(root, ignore_errors=True)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    # Ready means accepting logins, which pg_isready reports (a listening socket is not enough).
+    deadline = time.time() + 30
+    while subprocess.run([f"{bin_dir}/pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode != 0:
+        if server.poll() is not None or time.time() > deadline:
+            sys.stderr.write(open(os.path.join(root, "log")).read())
+            stop()
+        time.sleep(0.05)
+    print(f"PORT {port}", flush=True)
+    while os.getppid() == parent and server.poll() is None:
+        time.sleep(0.5)
+    stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+//! Driving a rotation as Secrets Manager does. moto's RotateSecret cannot invoke
+//! a Lambda: it stages a valueless AWSPENDING version under the token and then
+//! fails to find the function. The tests catch that and call the four steps
+//! themselves, then remove AWSPENDING from the finished version, as Secrets
+//! Manager does once a rotation completes.
+
+use crate::{digest, Stack, ACCOUNT, REGION};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
+
+static TOKENS: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh ClientRequestToken shaped like the UUIDs Secrets Manager uses.
+pub fn token() -> String {
+    let n = TOKENS.fetch_add(1, Ordering::SeqCst);
+    let h = digest(&format!("token-{n}-{}", std::process::id()));
+    let h = &h["sha256:".len()..];
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The event Secrets Manager sends for one step.
+pub fn rotation_event(step: &str, secret_arn: &str, token: &str) -> Value {
+    json!({"Step": step, "SecretId": secret_arn, "ClientRequestToken": token})
+}
+
+/// An RDS-style secret for a user of the harness PostgreSQL (plaintext allowed explicitly).
+pub fn rds_secret(port: u16, user: &str, password: &str) -> Value {
+    json!({"engine": "postgres", "host": "127.0.0.1", "port": port, "username": user, "password": password,
+           "dbname": "postgres", "sslmode": "disable"})
+}
+
+impl Stack {
+    pub fn sm(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk)
+    }
+
+    /// Creates a secret holding `value` and returns its ARN.
+    pub async fn create_secret(&self, base: &str, value: &str) -> String {
+        self.sm()
+            .create_secret()
+            .name(self.name(base))
+            .secret_string(value)
+            .send()
+            .await
+            .expect("create secret")
+            .arn()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Starts a rotation as Secrets Manager does and returns its token.
+    pub async fn start_rotation(&self, secret_arn: &str) -> String {
+        let token = token();
+        let result = self
+            .sm()
+            .rotate_secret()
+            .secret_id(secret_arn)
+            .client_request_token(&token)
+            .rotation_lambda_arn(format!(
+                "arn:aws:lambda:{REGION}:{ACCOUNT}:function:autopilot-rotate"
+            ))
+            .rotation_rules(
+                aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                    .automatically_after_days(30)
+                    .build(),
+            )
+            .send()
+            .await;
+        // moto stages AWSPENDING under the token, enables rotation, then fails to invoke the function.
+        if let Err(e) = result {
+            let text = aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string();
+            assert!(text.contains("ResourceNotFound"), "RotateSecret: {text}");
+        }
+        token
+    }
+
+    /// What Secrets Manager does after finishSecret succeeds: AWSPENDING leaves the version.
+    pub async fn end_rotation(&self, secret_arn: &str, token: &str) {
+        self.sm()
+            .update_secret_version_stage()
+            .secret_id(secret_arn)
+            .version_stage("AWSPENDING")
+            .remove_from_version_id(token)
+            .send()
+            .await
+            .expect("remove AWSPENDING");
+    }
+
+    pub async fn secret_value(&self, secret: &str, stage: &str) -> Option<String> {
+        self.sm()
+            .get_secret_value()
+            .secret_id(secret)
+            .version_stage(stage)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.secret_string().map(str::to_string))
+    }
+
+    pub async fn stages(&self, secret: &str) -> HashMap<String, Vec<String>> {
+        self.sm()
+            .describe_secret()
+            .secret_id(secret)
+            .send()
+            .await
+            .expect("describe secret")
+            .version_ids_to_stages()
+            .cloned()
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,656 @@
+//! The rotate function against the emulator's Secrets Manager and a real PostgreSQL.
+
+use autopilot_shared::config;
+use autopilot_tests::postgres::{ident, literal, postgres, Postgres};
+use autopilot_tests::rotation::*;
+use autopilot_tests::*;
+use lambda_runtime::{Context, LambdaEvent};
+use rotate::{Rotator, StepError, StepReport};
+use serde_json::{json, Value};
+
+struct Fixture {
+    stack: Stack,
+    pg: &'static Postgres,
+    rotator: Rotator,
+}
+
+impl Fixture {
+    async fn new(test: &str, rotations: impl Fn(&Stack) -> Value) -> Self {
+        let stack = Stack::new(test).await;
+        let pg = postgres();
+        let rotations = rotations(&stack).to_string();
+        let topic = stack.topic_arn.clone();
+        let config = autopilot_shared::Config::from_lookup(|k| match k {
+            config::TOPIC_ARN => Some(topic.clone()),
+            config::ROTATIONS => Some(rotations.clone()),
+            _ => None,
+        })
+        .expect("valid rotation configuration");
+        let rotator = Rotator::new(&stack.sdk, config).expect("rotator");
+        Self { stack, pg, rotator }
+    }
+
+    /// A login role with a password, named after the stack.
+    async fn user(&self, base: &str, password: &str) -> String {
+        let user = self.stack.name(base).replace('-', "_");
+        self.pg
+            .exec(&format!(
+                "CREATE ROLE {} LOGIN PASSWORD {}",
+                ident(&user),
+                literal(password)
+            ))
+            .await;
+        user
+    }
+
+    async fn secret(&self, base: &str, value: &Value) -> String {
+        self.stack.create_secret(base, &value.to_string()).await
+    }
+
+    async fn step(&self, step: &str, arn: &str, token: &str) -> Result<StepReport, StepError> {
+        self.rotator
+            .handle(LambdaEvent::new(
+                rotation_event(step, arn, token),
+                Context::default(),
+            ))
+            .await
+    }
+
+    /// One whole rotation, as Secrets Manager runs it.
+    async fn rotate(&self, arn: &str) -> String {
+        let token = self.stack.start_rotation(arn).await;
+        for step in STEPS {
+            self.step(step, arn, &token)
+                .await
+                .unwrap_or_else(|e| panic!("{step}: {e}"));
+        }
+        self.stack.end_rotation(arn, &token).await;
+        token
+    }
+
+    async fn creds(&self, arn: &str, stage: &str) -> Option<(String, String)> {
+        let v: Value = serde_json::from_str(&self.stack.secret_value(arn, stage).await?).ok()?;
+        Some((
+            v["username"].as_str()?.to_string(),
+            v["password"].as_str()?.to_string(),
+        ))
+    }
+
+    async fn logs_in(&self, arn: &str, stage: &str) -> bool {
+        match self.creds(arn, stage).await {
+            Some((u, p)) => self.pg.can_login(&u, &p).await,
+            None => false,
+        }
+    }
+}
+
+fn single_user(stack: &Stack, base: &str) -> Value {
+    json!([{"secret": stack.name(base), "strategy": "postgres-single-user"}])
+}
+
+#[tokio::test]
+async fn single_user_rotation_changes_the_password_with_no_value_in_pages() {
+    let f = Fixture::new("single_user", |s| single_user(s, "db")).await;
+    let user = f.user("app", "old-password-1").await;
+    let arn = f
+        .secret("db", &rds_secret(f.pg.port, &user, "old-password-1"))
+        .await;
+
+    let token = f.rotate(&arn).await;
+
+    let (u, new_password) = f.creds(&arn, "AWSCURRENT").await.unwrap();
+    assert_eq!(u, user);
+    assert_ne!(new_password, "old-password-1");
+    assert_eq!(new_password.len(), 32);
+    assert!(
+        new_password
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)),
+        "URL-safe by default"
+    );
+    assert!(
+        f.pg.can_login(&user, &new_password).await,
+        "AWSCURRENT logs in"
+    );
+    assert!(
+        !f.pg.can_login(&user, "old-password-1").await,
+        "the old password is refused"
+    );
+    assert_eq!(
+        f.creds(&arn, "AWSPREVIOUS").await.unwrap().1,
+        "old-password-1"
+    );
+    assert_eq!(
+        f.stack.stages(&arn).await[&token],
+        vec!["AWSCURRENT".to_string()]
+    );
+
+    let pages = f.stack.pages().await;
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert_eq!(
+        (pages[0].severity.as_str(), pages[0].action()),
+        ("info", "resolve")
+    );
+    assert!(
+        pages[0].summary().starts_with("Rotated"),
+        "{}",
+        pages[0].summary()
+    );
+    let text = format!("{pages:?}");
+    assert!(
+        !text.contains(&new_password) && !text.contains("old-password-1"),
+        "a page carries a password"
+    );
+}
+
+#[tokio::test]
+async fn every_step_is_safe_to_run_twice() {
+    let f = Fixture::new("idempotent", |s| single_user(s, "db")).await;
+    let user = f.user("app", "old-password-2").await;
+    let arn = f
+        .secret("db", &rds_secret(f.pg.port, &user, "old-password-2"))
+        .await;
+    let token = f.stack.start_rotation(&arn).await;
+
+    f.step("createSecret", &arn, &token).await.unwrap();
+    let pending = f.stack.secret_value(&arn, "AWSPENDING").await.unwrap();
+    let again = f.step("createSecret", &arn, &token).await.unwrap();
+    assert_eq!(again.action, "skip", "{again:?}");
+    assert_eq!(
+        f.stack.secret_value(&arn, "AWSPENDING").await.unwrap(),
+        pending,
+        "one pending value per token"
+    );
+    for step in [
+        "setSecret",
+        "setSecret",
+        "testSecret",
+        "testSecret",
+        "finishSecret",
+        "finishSecret",
+    ] {
+        f.step(step, &arn, &token)
+            .await
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+    }
+    let (_, password) = f.creds(&arn, "AWSCURRENT").await.unwrap();
+    assert!(f.pg.can_login(&user, &password).await);
+    assert_eq!(
+        f.creds(&arn, "AWSPREVIOUS").await.unwrap().1,
+        "old-password-2",
+        "a second finish does not move AWSPREVIOUS"
+    );
+    // A step replayed after the rotation ended does nothing.
+    f.stack.end_rotation(&arn, &token).await;
+    assert_eq!(
+        f.step("setSecret", &arn, &token).await.unwrap().action,
+        "skip"
+    );
+}
+
+/// Crash after each step in turn (the step's work is done but Secrets Manager
+/// sees a failure and retries it), then let the protocol run on. Between steps,
+/// some staged version always logs in; AWSCURRENT does except between setSecret
+/// and finishSecret, the window single-user rotation cannot avoid with one password per role.
+#[tokio::test]
+async fn crash_after_any_step_recovers_and_never_locks_everyone_out() {
+    let f = Fixture::new("crash_matrix", |s| single_user(s, "db")).await;
+    for crash_after in 0..STEPS.len() {
+        let old = format!("old-password-crash-{crash_after}");
+        let user = f.user(&format!("app{crash_after}"), &old).await;
+        let arn = f
+            .secret(
+                &format!("db{crash_after}"),
+                &rds_secret(f.pg.port, &user, &old),
+            )
+            .await;
+        // These secrets are not in AUTOPILOT_ROTATIONS: the strategy comes from their JSON.
+        let token = f.stack.start_rotation(&arn).await;
+        let mut schedule: Vec<&str> = STEPS.to_vec();
+        schedule.insert(crash_after + 1, STEPS[crash_after]);
+        for (i, step) in schedule.iter().enumerate() {
+            let result = f.step(step, &arn, &token).await;
+            result.unwrap_or_else(|e| panic!("crash after {}: {step}: {e}", STEPS[crash_after]));
+            let current = f.logs_in(&arn, "AWSCURRENT").await;
+            let previous = f.logs_in(&arn, "AWSPREVIOUS").await;
+            let pending = f.logs_in(&arn, "AWSPENDING").await;
+            assert!(
+                current || previous || pending,
+                "crash after {}: nobody logs in after step {i} ({step})",
+                STEPS[crash_after]
+            );
+            let in_window = matches!(*step, "setSecret" | "testSecret");
+            assert!(
+                current || in_window,
+                "crash after {}: AWSCURRENT cannot log in after {step}",
+                STEPS[crash_after]
+            );
+        }
+        f.stack.end_rotation(&arn, &token).await;
+        assert!(f.logs_in(&arn, "AWSCURRENT").await);
+        assert!(
+            !f.pg.can_login(&user, &old).await,
+            "crash after {}: old password still works",
+            STEPS[crash_after]
+        );
+    }
+}
+
+#[tokio::test]
+async fn failed_aws_calls_mid_step_are_retried_to_completion() {
+    let f = Fixture::new("aws_faults", |s| single_user(s, "db")).await;
+    let user = f.user("app", "old-password-3").await;
+    let arn = f
+        .secret("db", &rds_secret(f.pg.port, &user, "old-password-3"))
+        .await;
+    let token = f.stack.start_rotation(&arn).await;
+
+    f.stack
+        .fail_next("PutSecretValue", 1, "InternalServiceError");
+    let err = f.step("createSecret", &arn, &token).await.unwrap_err();
+    assert_eq!(err.error_type, "autopilot.AwsCallFailed");
+    f.step("createSecret", &arn, &token).await.unwrap();
+    f.step("setSecret", &arn, &token).await.unwrap();
+    f.step("testSecret", &arn, &token).await.unwrap();
+    f.stack
+        .fail_next("UpdateSecretVersionStage", 1, "InternalServiceError");
+    assert!(f.step("finishSecret", &arn, &token).await.is_err());
+    assert!(f.logs_in(&arn, "AWSPENDING").await);
+    f.step("finishSecret", &arn, &token).await.unwrap();
+    assert!(f.logs_in(&arn, "AWSCURRENT").await);
+
+    let pages = f.stack.pages().await;
+    let failures: Vec<_> = pages.iter().filter(|p| p.severity == "critical").collect();
+    assert_eq!(failures.len(), 2, "{pages:?}");
+    assert_eq!(failures[0].detail("Step"), &json!("createSecret"));
+    assert_eq!(failures[1].detail("Step"), &json!("finishSecret"));
+    assert!(failures[0]
+        .detail("Error")
+        .as_str()
+        .unwrap()
+        .contains("PutSecretValue"));
+    assert_eq!(
+        pages.last().unwrap().action(),
+        "resolve",
+        "success resolves the incident"
+    );
+    assert_eq!(pages.last().unwrap().dedup_key(), failures[0].dedup_key());
+}
+
+#[tokio::test]
+async fn a_hostile_user_name_is_quoted_and_nothing_else_happens() {
+    let f = Fixture::new("hostile", |s| single_user(s, "db")).await;
+    let user = format!(
+        "{}we\"ird user; DROP TABLE canary; --",
+        f.stack.prefix.replace('-', "_")
+    );
+    let old = "old'pass\"word;--";
+    f.pg.exec(&format!(
+        "CREATE TABLE IF NOT EXISTS canary (x int); CREATE ROLE {} LOGIN PASSWORD {}",
+        ident(&user),
+        literal(old)
+    ))
+    .await;
+    let arn = f.secret("db", &rds_secret(f.pg.port, &user, old)).await;
+
+    f.rotate(&arn).await;
+
+    let (_, password) = f.creds(&arn, "AWSCURRENT").await.unwrap();
+    assert!(f.pg.can_login(&user, &password).await);
+    assert!(!f.pg.can_login(&user, old).await);
+    let admin = f.pg.admin().await;
+    assert!(
+        admin
+            .query_one("SELECT count(*) FROM canary", &[])
+            .await
+            .is_ok(),
+        "the canary table survived"
+    );
+    let roles: i64 = admin
+        .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&user])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(roles, 1);
+}
+
+#[tokio::test]
+async fn tls_is_required_unless_the_secret_disables_it() {
+    let f = Fixture::new("tls_required", |s| single_user(s, "db")).await;
+    let user = f.user("app", "old-password-4").await;
+    let mut value = rds_secret(f.pg.port, &user, "old-password-4");
+    value.as_object_mut().unwrap().remove("sslmode");
+    let arn = f.secret("db", &value).await;
+    let token = f.stack.start_rotation(&arn).await;
+    f.step("createSecret", &arn, &token).await.unwrap();
+
+    let err = f.step("setSecret", &arn, &token).await.unwrap_err();
+
+    assert_eq!(
+        err.error_type, "autopilot.DatabaseFailed",
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.to_lowercase().contains("tls"),
+        "{}",
+        err.message
+    );
+    assert!(
+        f.pg.can_login(&user, "old-password-4").await,
+        "nothing changed on the server"
+    );
+    let pages = f.stack.pages().await;
+    assert_eq!(pages.len(), 1);
+    assert_eq!(pages[0].severity, "critical");
+    assert_eq!(pages[0].detail("Step"), &json!("setSecret"));
+    assert!(pages[0].detail("Secret").as_str().unwrap().ends_with("-db"));
+}
+
+#[tokio::test]
+async fn an_abandoned_pending_version_is_cleaned_up_instead_of_blocking() {
+    let f = Fixture::new("stuck", |s| single_user(s, "db")).await;
+    let user = f.user("app", "old-password-5").await;
+    let arn = f
+        .secret("db", &rds_secret(f.pg.port, &user, "old-password-5"))
+        .await;
+    // An earlier rotation created its pending value and was abandoned.
+    let abandoned = f.stack.start_rotation(&arn).await;
+    f.step("createSecret", &arn, &abandoned).await.unwrap();
+    // A new rotation starts, but AWSPENDING is still on the abandoned version.
+    let token = f.stack.start_rotation(&arn).await;
+    f.stack
+        .sm()
+        .update_secret_version_stage()
+        .secret_id(&arn)
+        .version_stage("AWSPENDING")
+        .move_to_version_id(&abandoned)
+        .remove_from_version_id(&token)
+        .send()
+        .await
+        .unwrap();
+
+    for step in STEPS {
+        f.step(step, &arn, &token)
+            .await
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+    }
+
+    let stages = f.stack.stages(&arn).await;
+    assert!(stages[&token].contains(&"AWSCURRENT".to_string()));
+    assert!(
+        !stages
+            .get(&abandoned)
+            .is_some_and(|s| s.contains(&"AWSPENDING".to_string())),
+        "{stages:?}"
+    );
+    assert!(f.logs_in(&arn, "AWSCURRENT").await);
+}
+
+#[tokio::test]
+async fn refuses_a_token_that_is_not_pending_and_a_disabled_rotation() {
+    let f = Fixture::new("refusals", |s| single_user(s, "db")).await;
+    let user = f.user("app", "old-password-6").await;
+    let arn = f
+        .secret("db", &rds_secret(f.pg.port, &user, "old-password-6"))
+        .await;
+    let err = f.step("createSecret", &arn, &token()).await.unwrap_err();
+    assert_eq!(err.error_type, "autopilot.RotationRefused");
+    assert!(err.message.contains("not enabled"), "{}", err.message);
+    let t = f.stack.start_rotation(&arn).await;
+    let err = f.step("setSecret", &arn, &token()).await.unwrap_err();
+    assert!(err.message.contains("not a version"), "{}", err.message);
+    let err = f
+        .rotator
+        .handle(LambdaEvent::new(
+            rotation_event("dropSecret", &arn, &t),
+            Context::default(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "autopilot.MalformedEvent");
+    assert!(err.message.contains("dropSecret"), "{}", err.message);
+    let err = f
+        .rotator
+        .handle(LambdaEvent::new(
+            json!({"Step": "createSecret"}),
+            Context::default(),
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("SecretId"), "{}", err.message);
+    assert!(f.pg.can_login(&user, "old-password-6").await);
+}
+
+#[tokio::test]
+async fn random_secrets_rotate_whole_or_by_key() {
+    let f = Fixture::new("random", |s| {
+        json!([{"secret": s.name("jwt"), "strategy": "random", "key": "signing_key", "password": {"length": 64}},
+               {"secret": s.name("token"), "strategy": "random"}])
+    })
+    .await;
+    let jwt = f
+        .secret("jwt", &json!({"signing_key": "old-key", "kid": "2026-11"}))
+        .await;
+    let plain = f.stack.create_secret("token", "old-token").await;
+
+    f.rotate(&jwt).await;
+    f.rotate(&plain).await;
+
+    let v: Value =
+        serde_json::from_str(&f.stack.secret_value(&jwt, "AWSCURRENT").await.unwrap()).unwrap();
+    assert_eq!(v["signing_key"].as_str().unwrap().len(), 64);
+    assert_eq!(v["kid"], "2026-11", "other keys are kept");
+    let t = f.stack.secret_value(&plain, "AWSCURRENT").await.unwrap();
+    assert!(t != "old-token" && t.len() == 32);
+    assert_eq!(
+        f.stack.secret_value(&plain, "AWSPREVIOUS").await.unwrap(),
+        "old-token"
+    );
+}
+
+#[tokio::test]
+async fn alternating_users_never_lock_out_and_keep_grants_in_sync() {
+    let f = Fixture::new(
+        "alternating",
+        |s| json!([{"secret": s.name("db"), "strategy": "postgres-alternating-users"}]),
+    )
+    .await;
+    let p = f.stack.prefix.replace('-', "_");
+    let admin_user = f.user("admin", "admin-password").await;
+    let user = f.user("app", "old-password-7").await;
+    let (schema, reader) = (format!("{p}_orders"), format!("{p}_readers"));
+    f.pg.exec(&format!(
+        "ALTER ROLE {admin} CREATEROLE;
+         CREATE SCHEMA {schema}; CREATE TABLE {schema}.items (id int); CREATE TABLE {schema}.audit (id int);
+         CREATE ROLE {reader}; GRANT {reader} TO {user};
+         GRANT USAGE ON SCHEMA {schema} TO {user}; GRANT SELECT, INSERT ON {schema}.items TO {user};
+         GRANT ALL ON SCHEMA {schema} TO {admin}; GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {admin} WITH GRANT OPTION;
+         GRANT {reader} TO {admin} WITH ADMIN OPTION; GRANT USAGE ON SCHEMA {schema} TO {admin} WITH GRANT OPTION",
+        admin = ident(&admin_user),
+        user = ident(&user),
+        schema = ident(&schema),
+        reader = ident(&reader),
+    ))
+    .await;
+    let master = f
+        .secret(
+            "admin",
+            &rds_secret(f.pg.port, &admin_user, "admin-password"),
+        )
+        .await;
+    let mut value = rds_secret(f.pg.port, &user, "old-password-7");
+    value["masterarn"] = json!(master);
+    let arn = f.secret("db", &value).await;
+    let clone = format!("{user}_clone");
+
+    // First rotation: the clone is created with the original's grants and becomes current.
+    let token = f.stack.start_rotation(&arn).await;
+    for step in STEPS {
+        f.step(step, &arn, &token)
+            .await
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+        assert!(
+            f.logs_in(&arn, "AWSCURRENT").await,
+            "AWSCURRENT logs in after {step}"
+        );
+    }
+    f.stack.end_rotation(&arn, &token).await;
+    assert_eq!(f.creds(&arn, "AWSCURRENT").await.unwrap().0, clone);
+    assert!(
+        f.pg.can_login(&user, "old-password-7").await,
+        "the previous user keeps working"
+    );
+    let (_, clone_password) = f.creds(&arn, "AWSCURRENT").await.unwrap();
+    let c = f.pg.login(&clone, &clone_password).await.unwrap();
+    c.batch_execute(&format!(
+        "INSERT INTO {}.items VALUES (1); SELECT * FROM {}.items",
+        ident(&schema),
+        ident(&schema)
+    ))
+    .await
+    .expect("clone has the original's table grants");
+    let member: bool = c
+        .query_one("SELECT pg_has_role($1, $2, 'MEMBER')", &[&clone, &reader])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(member, "clone is in the original's roles");
+
+    // Grants drift on the original between rotations; the next rotation re-syncs the clone.
+    f.pg.exec(&format!(
+        "REVOKE INSERT ON {s}.items FROM {u}; GRANT SELECT ON {s}.audit TO {u}",
+        s = ident(&schema),
+        u = ident(&user)
+    ))
+    .await;
+    let token = f.rotate(&arn).await;
+    assert_eq!(
+        f.creds(&arn, "AWSCURRENT").await.unwrap().0,
+        user,
+        "back to the original user"
+    );
+    assert!(f.logs_in(&arn, "AWSCURRENT").await && f.logs_in(&arn, "AWSPREVIOUS").await);
+    let c = f.pg.login(&clone, &clone_password).await.unwrap();
+    assert!(
+        c.batch_execute(&format!("INSERT INTO {}.items VALUES (2)", ident(&schema)))
+            .await
+            .is_err(),
+        "revoked from the clone too"
+    );
+    c.batch_execute(&format!("SELECT * FROM {}.audit", ident(&schema)))
+        .await
+        .expect("granted to the clone too");
+    assert!(f.stack.stages(&arn).await[&token].contains(&"AWSCURRENT".to_string()));
+}
+
+#[tokio::test]
+async fn alternating_users_check_the_identifier_limit() {
+    let f = Fixture::new(
+        "long_name",
+        |s| json!([{"secret": s.name("db"), "strategy": "postgres-alternating-users"}]),
+    )
+    .await;
+    let long = format!("{}_{}", f.stack.prefix.replace('-', "_"), "u".repeat(50));
+    let long = &long[..60];
+    let mut value = rds_secret(f.pg.port, long, "pw-pw-pw-pw");
+    value["masterarn"] = json!("arn:aws:secretsmanager:us-east-1:123456789012:secret:admin-AbCdEf");
+    let arn = f.secret("db", &value).await;
+    let token = f.stack.start_rotation(&arn).await;
+    let err = f.step("createSecret", &arn, &token).await.unwrap_err();
+    assert!(
+        err.message.contains("66 bytes") && err.message.contains("63"),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn dependents_are_rewritten_and_consumers_redeployed_once() {
+    let f = Fixture::new("dependents", |s| {
+        json!([{"secret": s.name("db"), "strategy": "postgres-single-user",
+                "dependents": [{"secret": s.name("db-url"), "format": "url"},
+                               {"secret": s.name("app-config"), "format": "json", "key": "database_url"}],
+                "consumers": [{"cluster": s.name("prod"), "service": "backend"}]}])
+    })
+    .await;
+    let user = f.user("app", "old-password-8").await;
+    let arn = f
+        .secret("db", &rds_secret(f.pg.port, &user, "old-password-8"))
+        .await;
+    let url = f
+        .stack
+        .create_secret(
+            "db-url",
+            &format!(
+                "postgres://{user}:old-password-8@127.0.0.1:{}/postgres?sslmode=disable",
+                f.pg.port
+            ),
+        )
+        .await;
+    let cfg = f
+        .stack
+        .create_secret(
+            "app-config",
+            &json!({"database_url": "postgres://x:y@h:1/d", "pool": 5}).to_string(),
+        )
+        .await;
+    let repo = f.stack.repository("backend").await;
+    let cluster = f.stack.cluster("prod").await;
+    let td = f
+        .stack
+        .task_definition(&f.stack.name("backend"), "app", &f.stack.image(&repo, "v1"))
+        .await;
+    f.stack
+        .service(&cluster, "backend", td.task_definition_arn().unwrap())
+        .await;
+    let deployments = |s: aws_sdk_ecs::types::Service| s.deployments().len();
+    let before = deployments(f.stack.describe_service(&cluster, "backend").await);
+
+    let token = f.rotate(&arn).await;
+
+    let (_, password) = f.creds(&arn, "AWSCURRENT").await.unwrap();
+    let new_url = f.stack.secret_value(&url, "AWSCURRENT").await.unwrap();
+    assert_eq!(
+        new_url,
+        format!(
+            "postgres://{user}:{password}@127.0.0.1:{}/postgres?sslmode=disable",
+            f.pg.port
+        )
+    );
+    let c: Value =
+        serde_json::from_str(&f.stack.secret_value(&cfg, "AWSCURRENT").await.unwrap()).unwrap();
+    assert_eq!(
+        c["database_url"],
+        json!(format!(
+            "postgres://{user}:{password}@127.0.0.1:{}/postgres",
+            f.pg.port
+        ))
+    );
+    assert_eq!(c["pool"], 5);
+    assert_eq!(
+        deployments(f.stack.describe_service(&cluster, "backend").await),
+        before + 1,
+        "one forced deployment"
+    );
+
+    // finishSecret retried (say, after a failed page): nothing is done twice.
+    f.step("finishSecret", &arn, &token).await.unwrap();
+    assert_eq!(
+        deployments(f.stack.describe_service(&cluster, "backend").await),
+        before + 1
+    );
+    let versions = f.stack.stages(&url).await;
+    assert_eq!(
+        versions.len(),
+        2,
+        "one new version of the dependent: {versions:?}"
+    );
+    let pages = f.stack.pages().await;
+    let last = pages.last().unwrap();
+    assert_eq!(
+        last.detail("Services redeployed")[0],
+        json!(format!("{cluster}/backend"))
+    );
+    assert!(!format!("{pages:?}").contains(&password));
+}
