@@ -49,3 +49,83 @@ async fn every_decision_is_a_json_log_line_with_request_resource_action_and_reas
         "{decision}"
     );
 }
+
+/// A full rotation, its logs and its pages: no password, old or new, appears anywhere.
+#[tokio::test]
+async fn a_full_rotation_logs_no_secret_value() {
+    use autopilot_tests::postgres::{ident, literal, postgres};
+    use autopilot_tests::rotation::{rds_secret, rotation_event, STEPS};
+
+    let stack = Stack::new("rotation_logs").await;
+    let pg = postgres();
+    let user = stack.name("app").replace('-', "_");
+    let old = "old-secret-in-logs-check";
+    pg.exec(&format!(
+        "CREATE ROLE {} LOGIN PASSWORD {}",
+        ident(&user),
+        literal(old)
+    ))
+    .await;
+    let arn = stack
+        .create_secret("db", &rds_secret(pg.port, &user, old).to_string())
+        .await;
+    let url = stack
+        .create_secret(
+            "db-url",
+            &format!("postgres://{user}:{old}@127.0.0.1:{}/postgres", pg.port),
+        )
+        .await;
+    let rotations = json!([{"secret": stack.name("db"), "strategy": "postgres-single-user",
+                            "dependents": [{"secret": stack.name("db-url"), "format": "url"}]}])
+    .to_string();
+    let topic = stack.topic_arn.clone();
+    let config = autopilot_shared::Config::from_lookup(|k| match k {
+        autopilot_shared::config::TOPIC_ARN => Some(topic.clone()),
+        autopilot_shared::config::ROTATIONS => Some(rotations.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let rotator = rotate::Rotator::new(&stack.sdk, config).unwrap();
+    let token = stack.start_rotation(&arn).await;
+
+    let (_, logs) = logs::capture(async {
+        for step in STEPS {
+            let mut context = Context::default();
+            context.request_id = format!("req-{step}");
+            rotator
+                .handle(LambdaEvent::new(
+                    rotation_event(step, &arn, &token),
+                    context,
+                ))
+                .await
+                .unwrap();
+        }
+        // A failing step logs its error too: replay setSecret with a token that is not pending.
+        let _ = rotator
+            .handle(LambdaEvent::new(
+                rotation_event("setSecret", &arn, "not-a-token-not-a-token-not-a-token"),
+                Context::default(),
+            ))
+            .await;
+    })
+    .await;
+
+    let new: serde_json::Value =
+        serde_json::from_str(&stack.secret_value(&arn, "AWSCURRENT").await.unwrap()).unwrap();
+    let new_password = new["password"].as_str().unwrap().to_string();
+    let dependent = stack.secret_value(&url, "AWSCURRENT").await.unwrap();
+    let text = logs.text();
+    let pages = format!("{:?}", stack.pages().await);
+    for value in [old, new_password.as_str(), dependent.as_str()] {
+        assert!(!text.contains(value), "a secret value reached the logs");
+        assert!(!pages.contains(value), "a secret value reached a page");
+    }
+    let lines = logs.lines();
+    let set = lines
+        .iter()
+        .find(|l| l["action"] == "set_password")
+        .expect("setSecret logs its action");
+    assert_eq!(set["span"]["request_id"], "req-setSecret");
+    assert_eq!(set["span"]["function"], "autopilot-rotate");
+    assert!(set["reason"].as_str().is_some());
+}

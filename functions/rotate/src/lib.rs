@@ -615,13 +615,23 @@ impl Run<'_> {
             .as_ref()
             .map(|t| t.consumers.clone())
             .unwrap_or_default();
-        let current = self
-            .required(&self.secret_id, AWSCURRENT, Some(&self.token))
-            .await?;
-        let strategy = self.strategy_of(&current)?;
-        let creds = match strategy {
-            Strategy::Random => None,
-            _ => Some(DbSecret::parse(&self.name(), &current).map_err(RotateError::Protocol)?),
+        // The new value is read only when something is built from it, or to learn
+        // the strategy of a secret that is not configured.
+        let (strategy, creds) = match &target {
+            Some(t) if dependents.is_empty() => (t.strategy, None),
+            _ => {
+                let current = self
+                    .required(&self.secret_id, AWSCURRENT, Some(&self.token))
+                    .await?;
+                let strategy = self.strategy_of(&current)?;
+                let creds = match strategy {
+                    Strategy::Random => None,
+                    _ => Some(
+                        DbSecret::parse(&self.name(), &current).map_err(RotateError::Protocol)?,
+                    ),
+                };
+                (strategy, creds)
+            }
         };
         let mut rewritten = Vec::new();
         if let Some(creds) = &creds {

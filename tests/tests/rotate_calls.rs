@@ -1,0 +1,96 @@
+//! How many Secrets Manager calls one full single-user rotation makes (the AWS
+//! sample makes 14). Alone in its binary, with its own emulator, so the count
+//! holds only this rotation's calls.
+
+use autopilot_tests::postgres::{ident, literal, postgres};
+use autopilot_tests::rotation::{rds_secret, rotation_event, STEPS};
+use autopilot_tests::*;
+use lambda_runtime::{Context, LambdaEvent};
+
+const SECRETS_MANAGER: &[&str] = &[
+    "DescribeSecret",
+    "GetSecretValue",
+    "GetRandomPassword",
+    "PutSecretValue",
+    "UpdateSecretVersionStage",
+];
+
+#[tokio::test]
+async fn a_single_user_rotation_makes_eleven_secrets_manager_calls() {
+    let stack = Stack::new("sm_calls").await;
+    let pg = postgres();
+    let user = stack.name("app").replace('-', "_");
+    pg.exec(&format!(
+        "CREATE ROLE {} LOGIN PASSWORD {}",
+        ident(&user),
+        literal("old-password")
+    ))
+    .await;
+    let arn = stack
+        .create_secret(
+            "db",
+            &rds_secret(pg.port, &user, "old-password").to_string(),
+        )
+        .await;
+    let topic = stack.topic_arn.clone();
+    let rotations =
+        serde_json::json!([{"secret": stack.name("db"), "strategy": "postgres-single-user"}])
+            .to_string();
+    let config = autopilot_shared::Config::from_lookup(|k| match k {
+        autopilot_shared::config::TOPIC_ARN => Some(topic.clone()),
+        autopilot_shared::config::ROTATIONS => Some(rotations.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let rotator = rotate::Rotator::new(&stack.sdk, config).unwrap();
+    let token = stack.start_rotation(&arn).await;
+    let mark = bridge("/_bridge/calls", serde_json::json!({"match": ""}))["calls"]
+        .as_array()
+        .unwrap()
+        .len();
+
+    let mut per_step = Vec::new();
+    for step in STEPS {
+        let before = bridge("/_bridge/calls", serde_json::json!({"match": ""}))["calls"]
+            .as_array()
+            .unwrap()
+            .len();
+        rotator
+            .handle(LambdaEvent::new(
+                rotation_event(step, &arn, &token),
+                Context::default(),
+            ))
+            .await
+            .unwrap();
+        let calls = bridge("/_bridge/calls", serde_json::json!({"match": ""}))["calls"]
+            .as_array()
+            .unwrap()[before..]
+            .to_vec();
+        per_step.push((
+            step,
+            calls
+                .iter()
+                .filter(|c| SECRETS_MANAGER.contains(&c.as_str().unwrap()))
+                .count(),
+        ));
+    }
+
+    let calls: Vec<String> = bridge("/_bridge/calls", serde_json::json!({"match": ""}))["calls"]
+        .as_array()
+        .unwrap()[mark..]
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .filter(|c| SECRETS_MANAGER.contains(&c.as_str()))
+        .collect();
+    assert_eq!(
+        per_step,
+        vec![
+            ("createSecret", 4),
+            ("setSecret", 3),
+            ("testSecret", 2),
+            ("finishSecret", 2)
+        ],
+        "{calls:?}"
+    );
+    assert_eq!(calls.len(), 11, "{calls:?}");
+}
