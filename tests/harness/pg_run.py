@@ -5,7 +5,11 @@ SCRAM password logins, print ``PORT <n>`` once it accepts connections, and
 stop it and delete the directory when the process that started this exits.
 As root, the server runs as the ``postgres`` OS user (initdb refuses root).
 
-Usage: pg_run.py ADMIN_PASSWORD
+With --tls the server only takes TLS connections, with a certificate for
+127.0.0.1 and localhost signed by a CA made for this run; the CA's path is
+printed after the port: ``PORT <n> CA <path>``.
+
+Usage: pg_run.py ADMIN_PASSWORD [--tls]
 """
 
 import glob
@@ -37,6 +41,28 @@ def free_port():
         return s.getsockname()[1]
 
 
+def make_certificates(root, data, as_user):
+    """A CA and a server certificate for 127.0.0.1/localhost; hostssl-only access."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=autopilot test CA",
+            "-keyout", "ca.key", "-out", "ca.pem")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr")
+    with open(os.path.join(root, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
+    os.chmod(os.path.join(root, "server.key"), 0o600)
+    if as_user:
+        for name in ("server.key", "server.pem", "ca.pem"):
+            shutil.chown(os.path.join(root, name), "postgres", "postgres")
+    # Only TLS connections are accepted over TCP; passwords are checked on the socket too.
+    with open(os.path.join(data, "pg_hba.conf"), "w") as f:
+        f.write("local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n")
+    return ["-c", "ssl=on", "-c", f"ssl_cert_file={root}/server.pem", "-c", f"ssl_key_file={root}/server.key"]
+
+
 def main():
     password = sys.argv[1]
     parent = os.getppid()
@@ -58,10 +84,13 @@ def main():
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     port = free_port()
+    tls = "--tls" in sys.argv[2:]
+    options = ["-c", "ssl=off"]
+    if tls:
+        options = make_certificates(root, data, as_user)
     server = subprocess.Popen(
         as_user + [f"{bin_dir}/postgres", "-D", data, "-p", str(port), "-k", root,
-                   "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "ssl=off"]
-        + sys.argv[2:],
+                   "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"] + options,
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, "log"), "w"),
     )
 
@@ -82,7 +111,7 @@ def main():
             sys.stderr.write(open(os.path.join(root, "log")).read())
             stop()
         time.sleep(0.05)
-    print(f"PORT {port}", flush=True)
+    print(f"PORT {port}" + (f" CA {root}/ca.pem" if tls else ""), flush=True)
     while os.getppid() == parent and server.poll() is None:
         time.sleep(0.5)
     stop()

@@ -12,37 +12,57 @@ pub const ADMIN_PASSWORD: &str = "harness-admin-password";
 
 pub struct Postgres {
     pub port: u16,
+    /// For a TLS-only server: the PEM file of the CA that signed its certificate.
+    pub ca: Option<String>,
     _child: Mutex<Child>,
 }
 
+/// The plaintext server most tests use.
 pub fn postgres() -> &'static Postgres {
     static PG: OnceLock<Postgres> = OnceLock::new();
-    PG.get_or_init(|| {
-        let script = crate::root().join("tests/harness/pg_run.py");
-        let mut child = Command::new(crate::python())
-            .arg(&script)
-            .arg(ADMIN_PASSWORD)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}; run `make setup`", script.display()));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout"))
-            .read_line(&mut line)
-            .expect("pg_run prints its port");
-        let port = line
-            .trim()
-            .strip_prefix("PORT ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("PostgreSQL did not start: {line:?}"));
-        Postgres {
-            port,
-            _child: Mutex::new(child),
-        }
-    })
+    PG.get_or_init(|| start(false))
+}
+
+/// A server that takes only verified-TLS connections, with a CA of its own.
+pub fn postgres_tls() -> &'static Postgres {
+    static PG: OnceLock<Postgres> = OnceLock::new();
+    PG.get_or_init(|| start(true))
+}
+
+fn start(tls: bool) -> Postgres {
+    let script = crate::root().join("tests/harness/pg_run.py");
+    let mut command = Command::new(crate::python());
+    command.arg(&script).arg(ADMIN_PASSWORD);
+    if tls {
+        command.arg("--tls");
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}; run `make setup`", script.display()));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("pg_run prints its port");
+    let mut words = line.split_whitespace();
+    let port = match (words.next(), words.next().and_then(|p| p.parse().ok())) {
+        (Some("PORT"), Some(port)) => port,
+        _ => panic!("PostgreSQL did not start: {line:?}"),
+    };
+    let ca = match (words.next(), words.next()) {
+        (Some("CA"), Some(path)) => Some(path.to_string()),
+        _ => None,
+    };
+    Postgres {
+        port,
+        ca,
+        _child: Mutex::new(child),
+    }
 }
 
 impl Postgres {
-    /// A connection as `user`, or the server's refusal.
+    /// A connection as `user`, or the server's refusal. Over the Unix socket for
+    /// the TLS-only server (fixtures only; the function under test always uses TCP).
     pub async fn login(
         &self,
         user: &str,
@@ -50,11 +70,18 @@ impl Postgres {
     ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
         let mut config = tokio_postgres::Config::new();
         config
-            .host("127.0.0.1")
             .port(self.port)
             .user(user)
             .password(password)
             .dbname("postgres");
+        match &self.ca {
+            Some(ca) => config.host_path(
+                std::path::Path::new(ca)
+                    .parent()
+                    .expect("CA in the server's directory"),
+            ),
+            None => config.host("127.0.0.1"),
+        };
         let (client, connection) = config.connect(NoTls).await?;
         tokio::spawn(connection);
         Ok(client)

@@ -654,3 +654,65 @@ async fn dependents_are_rewritten_and_consumers_redeployed_once() {
     );
     assert!(!format!("{pages:?}").contains(&password));
 }
+
+/// Against a TLS-only server: the configured CA bundle verifies it and the
+/// rotation succeeds; with the system trust store the same server is refused,
+/// and nothing falls back to plaintext.
+#[tokio::test]
+async fn verified_tls_rotates_and_an_unknown_ca_is_refused() {
+    use autopilot_tests::postgres::postgres_tls;
+    let pg = postgres_tls();
+    let stack = Stack::new("tls_verified").await;
+    let user = stack.name("app").replace('-', "_");
+    pg.exec(&format!(
+        "CREATE ROLE {} LOGIN PASSWORD {}",
+        ident(&user),
+        literal("old-password-tls")
+    ))
+    .await;
+    let mut value = rds_secret(pg.port, &user, "old-password-tls");
+    value.as_object_mut().unwrap().remove("sslmode");
+    let arn = stack.create_secret("db", &value.to_string()).await;
+    let rotator = |ca: Option<String>| {
+        let topic = stack.topic_arn.clone();
+        let config = autopilot_shared::Config::from_lookup(move |k| match k {
+            config::TOPIC_ARN => Some(topic.clone()),
+            config::DB_CA_BUNDLE => ca.clone(),
+            _ => None,
+        })
+        .unwrap();
+        Rotator::new(&stack.sdk, config).unwrap()
+    };
+    let run = |r: &Rotator, step: &'static str, token: String| {
+        let event = LambdaEvent::new(rotation_event(step, &arn, &token), Context::default());
+        let r = r.clone();
+        async move { r.handle(event).await }
+    };
+
+    let untrusting = rotator(None);
+    let token = stack.start_rotation(&arn).await;
+    run(&untrusting, "createSecret", token.clone())
+        .await
+        .unwrap();
+    let err = run(&untrusting, "setSecret", token.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "autopilot.DatabaseFailed");
+    assert!(
+        err.message.to_lowercase().contains("certificate"),
+        "{}",
+        err.message
+    );
+    assert!(pg.can_login(&user, "old-password-tls").await);
+
+    let trusting = rotator(pg.ca.clone());
+    for step in ["setSecret", "testSecret", "finishSecret"] {
+        run(&trusting, step, token.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{step}: {}", e.message));
+    }
+    let new: Value =
+        serde_json::from_str(&stack.secret_value(&arn, "AWSCURRENT").await.unwrap()).unwrap();
+    assert!(pg.can_login(&user, new["password"].as_str().unwrap()).await);
+    assert!(!pg.can_login(&user, "old-password-tls").await);
+}
