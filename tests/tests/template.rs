@@ -28,14 +28,18 @@ fn the_template_sets_every_variable_the_configuration_reads() {
         config::SERVICES,
         config::DRY_RUN,
         config::DEPLOY_TIMEOUT_MINUTES,
+        config::ROTATIONS,
+        config::DB_CA_BUNDLE,
     ] {
         assert!(
             template.contains(&format!("{var}:")),
             "template.yaml does not set {var}"
         );
     }
-    assert!(
-        template.contains("Binary: deploy"),
-        "template.yaml does not build deploy"
-    );
+    for binary in ["deploy", "rotate"] {
+        assert!(
+            template.contains(&format!("Binary: {binary}")),
+            "template.yaml does not build {binary}"
+        );
+    }
 }
