@@ -4,6 +4,9 @@
 //! same image (`backend` and `worker`), delivers `events/ecr-push.json`, then
 //! plays the cluster's side: `backend` completes, `worker` crashes and the
 //! circuit breaker rolls it back. Prints what changed and what on-call received.
+//! Then the rotation story on a real local PostgreSQL: `prod/db/app` rotates
+//! through the four steps, its `DATABASE_URL` secret is rewritten and the
+//! `backend` service redeployed.
 //! With `--serve` it keeps the emulator up afterwards for `cargo lambda invoke`.
 
 use autopilot_tests::*;
@@ -117,6 +120,8 @@ async fn main() {
     print_report(&invoke(&deployer, failed).await);
     print_pages(&stack).await;
 
+    rotation_story(&stack, &cluster).await;
+
     if serve {
         println!("Emulator stays up for local invokes:");
         println!("   AWS_ENDPOINT_URL={} AWS_REGION={REGION} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \\", emulator().endpoint());
@@ -125,6 +130,100 @@ async fn main() {
         println!("Press Ctrl-C to stop.");
         std::thread::park();
     }
+}
+
+/// Rotates `prod/db/app` on the harness PostgreSQL and shows what changed. Never prints a value.
+async fn rotation_story(stack: &Stack, cluster: &str) {
+    use autopilot_tests::postgres::{ident, literal, postgres};
+    use autopilot_tests::rotation::{rds_secret, rotation_event, STEPS};
+
+    println!("== 6. Credential rotation: prod/db/app on a local PostgreSQL");
+    let pg = postgres();
+    let old = "initial-password-0001";
+    pg.exec(&format!(
+        "CREATE ROLE {} LOGIN PASSWORD {}",
+        ident("app"),
+        literal(old)
+    ))
+    .await;
+    let arn = stack
+        .create_secret("prod/db/app", &rds_secret(pg.port, "app", old).to_string())
+        .await;
+    let url = stack
+        .create_secret(
+            "prod/db/url",
+            &format!(
+                "postgresql://app:{old}@127.0.0.1:{}/postgres?sslmode=disable",
+                pg.port
+            ),
+        )
+        .await;
+    let rotations = json!([{"secret": "prod/db/app", "strategy": "postgres-single-user",
+                            "dependents": [{"secret": "prod/db/url", "format": "url"}],
+                            "consumers": [{"cluster": cluster, "service": "backend"}]}]);
+    println!("   PostgreSQL on 127.0.0.1:{} (user app); secrets prod/db/app and prod/db/url (DATABASE_URL)", pg.port);
+    println!("   AUTOPILOT_ROTATIONS = {rotations}");
+    let topic = stack.topic_arn.clone();
+    let rotations = rotations.to_string();
+    let config = autopilot_shared::Config::from_lookup(|k| match k {
+        autopilot_shared::config::TOPIC_ARN => Some(topic.clone()),
+        autopilot_shared::config::ROTATIONS => Some(rotations.clone()),
+        _ => None,
+    })
+    .expect("demo configuration");
+    let rotator = rotate::Rotator::new(&stack.sdk, config).expect("rotator");
+    let deployments_before = stack
+        .describe_service(cluster, "backend")
+        .await
+        .deployments()
+        .len();
+
+    let token = stack.start_rotation(&arn).await;
+    println!(
+        "   Secrets Manager starts a rotation (token {token}) and calls the function four times:"
+    );
+    for step in STEPS {
+        match rotator
+            .handle(LambdaEvent::new(
+                rotation_event(step, &arn, &token),
+                Context::default(),
+            ))
+            .await
+        {
+            Ok(r) => println!("   [{}] {step}: {}", r.action, r.reason),
+            Err(e) => {
+                eprintln!("   {step} failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    stack.end_rotation(&arn, &token).await;
+
+    let current: Value =
+        serde_json::from_str(&stack.secret_value(&arn, "AWSCURRENT").await.unwrap()).unwrap();
+    let new_password = current["password"].as_str().unwrap();
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    println!(
+        "   new AWSCURRENT password ({} characters, not shown) logs in: {}",
+        new_password.len(),
+        yes_no(pg.can_login("app", new_password).await)
+    );
+    println!(
+        "   old password still logs in: {}",
+        yes_no(pg.can_login("app", old).await)
+    );
+    let dependent = stack.secret_value(&url, "AWSCURRENT").await.unwrap();
+    println!(
+        "   prod/db/url rewritten with the new password: {}",
+        yes_no(dependent.contains(new_password) && !dependent.contains(old))
+    );
+    let deployments_after = stack
+        .describe_service(cluster, "backend")
+        .await
+        .deployments()
+        .len();
+    println!("   {cluster}/backend redeployed so new tasks read the new value: {deployments_before} -> {deployments_after} deployments");
+    print_pages(stack).await;
 }
 
 async fn invoke(deployer: &Deployer, event: Value) -> Report {
