@@ -195,7 +195,7 @@ async fn every_step_is_safe_to_run_twice() {
 #[tokio::test]
 async fn crash_after_any_step_recovers_and_never_locks_everyone_out() {
     let f = Fixture::new("crash_matrix", |s| single_user(s, "db")).await;
-    for crash_after in 0..STEPS.len() {
+    for (crash_after, crashed) in STEPS.iter().enumerate() {
         let old = format!("old-password-crash-{crash_after}");
         let user = f.user(&format!("app{crash_after}"), &old).await;
         let arn = f
@@ -207,23 +207,23 @@ async fn crash_after_any_step_recovers_and_never_locks_everyone_out() {
         // These secrets are not in AUTOPILOT_ROTATIONS: the strategy comes from their JSON.
         let token = f.stack.start_rotation(&arn).await;
         let mut schedule: Vec<&str> = STEPS.to_vec();
-        schedule.insert(crash_after + 1, STEPS[crash_after]);
+        schedule.insert(crash_after + 1, crashed);
         for (i, step) in schedule.iter().enumerate() {
             let result = f.step(step, &arn, &token).await;
-            result.unwrap_or_else(|e| panic!("crash after {}: {step}: {e}", STEPS[crash_after]));
+            result.unwrap_or_else(|e| panic!("crash after {crashed}: {step}: {e}"));
             let current = f.logs_in(&arn, "AWSCURRENT").await;
             let previous = f.logs_in(&arn, "AWSPREVIOUS").await;
             let pending = f.logs_in(&arn, "AWSPENDING").await;
             assert!(
                 current || previous || pending,
                 "crash after {}: nobody logs in after step {i} ({step})",
-                STEPS[crash_after]
+                crashed
             );
             let in_window = matches!(*step, "setSecret" | "testSecret");
             assert!(
                 current || in_window,
                 "crash after {}: AWSCURRENT cannot log in after {step}",
-                STEPS[crash_after]
+                crashed
             );
         }
         f.stack.end_rotation(&arn, &token).await;
@@ -231,7 +231,7 @@ async fn crash_after_any_step_recovers_and_never_locks_everyone_out() {
         assert!(
             !f.pg.can_login(&user, &old).await,
             "crash after {}: old password still works",
-            STEPS[crash_after]
+            crashed
         );
     }
 }
