@@ -22,3 +22,42 @@ pub async fn sdk_config() -> SdkConfig {
         .load()
         .await
 }
+
+/// An AWS call that failed: the operation, the resource it was about, and the
+/// service's own message with its full context (error code, request id).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation} on {resource} failed: {message}")]
+pub struct AwsCallError {
+    pub operation: &'static str,
+    pub resource: String,
+    pub message: String,
+}
+
+impl AwsCallError {
+    pub fn new(
+        operation: &'static str,
+        resource: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            operation,
+            resource: resource.into(),
+            message: message.into(),
+        }
+    }
+
+    /// For `map_err`: `.map_err(AwsCallError::of("UpdateService", &service))?`.
+    pub fn of<E: std::error::Error>(
+        operation: &'static str,
+        resource: impl Into<String>,
+    ) -> impl FnOnce(E) -> Self {
+        let resource = resource.into();
+        move |e| {
+            Self::new(
+                operation,
+                resource,
+                aws_sdk_sns::error::DisplayErrorContext(e).to_string(),
+            )
+        }
+    }
+}

@@ -518,17 +518,31 @@ impl Stack {
             .collect()
     }
 
-    /// Configuration for this stack's topic and the given service mapping.
-    pub fn config(&self, services: Value, dry_run: bool) -> autopilot_shared::Config {
-        let services = services.to_string();
+    /// Configuration for this stack's topic plus the given variables, validated as at a cold start.
+    pub fn config_with(&self, vars: &[(&str, String)]) -> autopilot_shared::Config {
         let topic = self.topic_arn.clone();
-        autopilot_shared::Config::from_lookup(|k| match k {
-            autopilot_shared::config::TOPIC_ARN => Some(topic.clone()),
-            autopilot_shared::config::SERVICES => Some(services.clone()),
-            autopilot_shared::config::DRY_RUN => Some(dry_run.to_string()),
-            _ => None,
+        autopilot_shared::Config::from_lookup(|k| {
+            if k == autopilot_shared::config::TOPIC_ARN {
+                return Some(topic.clone());
+            }
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.clone())
         })
         .expect("valid test configuration")
+    }
+
+    /// Configuration for this stack's topic and the given service mapping.
+    pub fn config(&self, services: Value, dry_run: bool) -> autopilot_shared::Config {
+        self.config_with(&[
+            (autopilot_shared::config::SERVICES, services.to_string()),
+            (autopilot_shared::config::DRY_RUN, dry_run.to_string()),
+        ])
+    }
+
+    /// Configuration for this stack's topic and the given rotations.
+    pub fn rotation_config(&self, rotations: Value) -> autopilot_shared::Config {
+        self.config_with(&[(autopilot_shared::config::ROTATIONS, rotations.to_string())])
     }
 
     /// Every page received since the last call, oldest first.

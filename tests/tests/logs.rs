@@ -76,16 +76,8 @@ async fn a_full_rotation_logs_no_secret_value() {
         )
         .await;
     let rotations = json!([{"secret": stack.name("db"), "strategy": "postgres-single-user",
-                            "dependents": [{"secret": stack.name("db-url"), "format": "url"}]}])
-    .to_string();
-    let topic = stack.topic_arn.clone();
-    let config = autopilot_shared::Config::from_lookup(|k| match k {
-        autopilot_shared::config::TOPIC_ARN => Some(topic.clone()),
-        autopilot_shared::config::ROTATIONS => Some(rotations.clone()),
-        _ => None,
-    })
-    .unwrap();
-    let rotator = rotate::Rotator::new(&stack.sdk, config).unwrap();
+                            "dependents": [{"secret": stack.name("db-url"), "format": "url"}]}]);
+    let rotator = rotate::Rotator::new(&stack.sdk, stack.rotation_config(rotations)).unwrap();
     let token = stack.start_rotation(&arn).await;
 
     let (_, logs) = logs::capture(async {

@@ -18,15 +18,8 @@ impl Fixture {
     async fn new(test: &str, rotations: impl Fn(&Stack) -> Value) -> Self {
         let stack = Stack::new(test).await;
         let pg = postgres();
-        let rotations = rotations(&stack).to_string();
-        let topic = stack.topic_arn.clone();
-        let config = autopilot_shared::Config::from_lookup(|k| match k {
-            config::TOPIC_ARN => Some(topic.clone()),
-            config::ROTATIONS => Some(rotations.clone()),
-            _ => None,
-        })
-        .expect("valid rotation configuration");
-        let rotator = Rotator::new(&stack.sdk, config).expect("rotator");
+        let rotator =
+            Rotator::new(&stack.sdk, stack.rotation_config(rotations(&stack))).expect("rotator");
         Self { stack, pg, rotator }
     }
 
@@ -674,14 +667,11 @@ async fn verified_tls_rotates_and_an_unknown_ca_is_refused() {
     value.as_object_mut().unwrap().remove("sslmode");
     let arn = stack.create_secret("db", &value.to_string()).await;
     let rotator = |ca: Option<String>| {
-        let topic = stack.topic_arn.clone();
-        let config = autopilot_shared::Config::from_lookup(move |k| match k {
-            config::TOPIC_ARN => Some(topic.clone()),
-            config::DB_CA_BUNDLE => ca.clone(),
-            _ => None,
-        })
-        .unwrap();
-        Rotator::new(&stack.sdk, config).unwrap()
+        let vars: Vec<(&str, String)> = ca
+            .into_iter()
+            .map(|ca| (config::DB_CA_BUNDLE, ca))
+            .collect();
+        Rotator::new(&stack.sdk, stack.config_with(&vars)).unwrap()
     };
     let run = |r: &Rotator, step: &'static str, token: String| {
         let event = LambdaEvent::new(rotation_event(step, &arn, &token), Context::default());

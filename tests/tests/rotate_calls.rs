@@ -32,17 +32,9 @@ async fn a_single_user_rotation_makes_eleven_secrets_manager_calls() {
             &rds_secret(pg.port, &user, "old-password").to_string(),
         )
         .await;
-    let topic = stack.topic_arn.clone();
     let rotations =
-        serde_json::json!([{"secret": stack.name("db"), "strategy": "postgres-single-user"}])
-            .to_string();
-    let config = autopilot_shared::Config::from_lookup(|k| match k {
-        autopilot_shared::config::TOPIC_ARN => Some(topic.clone()),
-        autopilot_shared::config::ROTATIONS => Some(rotations.clone()),
-        _ => None,
-    })
-    .unwrap();
-    let rotator = rotate::Rotator::new(&stack.sdk, config).unwrap();
+        serde_json::json!([{"secret": stack.name("db"), "strategy": "postgres-single-user"}]);
+    let rotator = rotate::Rotator::new(&stack.sdk, stack.rotation_config(rotations)).unwrap();
     let token = stack.start_rotation(&arn).await;
     let mark = bridge("/_bridge/calls", serde_json::json!({"match": ""}))["calls"]
         .as_array()

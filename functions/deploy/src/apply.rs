@@ -4,10 +4,11 @@
 //! record the deployment id. A crash at any point leaves a state the next
 //! delivery of the same event finishes (see `plan::plan_service`).
 
-use crate::error::{aws_error, DeployError};
+use crate::error::DeployError;
 use crate::plan::{refused_page, started_page, Decision, Push, Revision};
 use crate::taskdef::{ecs_tag, register_request, tag, Record};
 use crate::Outcome;
+use autopilot_shared::aws::AwsCallError;
 use autopilot_shared::{Pager, ServiceTarget};
 use aws_sdk_ecs::types::DeploymentConfiguration;
 
@@ -77,14 +78,16 @@ impl Apply<'_> {
         let out = register_request(self.ecs.register_task_definition(), new)
             .send()
             .await
-            .map_err(aws_error("RegisterTaskDefinition", &family))?;
+            .map_err(AwsCallError::of("RegisterTaskDefinition", &family))?;
         let arn = out
             .task_definition()
             .and_then(|t| t.task_definition_arn())
-            .ok_or_else(|| DeployError::Aws {
-                operation: "RegisterTaskDefinition",
-                resource: family.clone(),
-                message: "the response has no task definition ARN".into(),
+            .ok_or_else(|| {
+                AwsCallError::new(
+                    "RegisterTaskDefinition",
+                    family.clone(),
+                    "the response has no task definition ARN",
+                )
             })?
             .to_string();
         tracing::info!(action = "register", resource = %family, revision = %arn, image = %new.image, reason = "new image for the mapped container", "registered task definition");
@@ -108,17 +111,19 @@ impl Apply<'_> {
             .deployment_configuration(config)
             .send()
             .await
-            .map_err(aws_error("UpdateService", &resource))?;
+            .map_err(AwsCallError::of("UpdateService", &resource))?;
         let deployments = out.service().map(|s| s.deployments()).unwrap_or_default();
         let id = deployments
             .iter()
             .find(|d| d.status() == Some("PRIMARY") && d.task_definition() == Some(revision))
             .or_else(|| deployments.iter().find(|d| d.status() == Some("PRIMARY")))
             .and_then(|d| d.id())
-            .ok_or_else(|| DeployError::Aws {
-                operation: "UpdateService",
-                resource: resource.clone(),
-                message: "the response names no PRIMARY deployment".into(),
+            .ok_or_else(|| {
+                AwsCallError::new(
+                    "UpdateService",
+                    resource.clone(),
+                    "the response names no PRIMARY deployment",
+                )
             })?
             .to_string();
         tracing::info!(action = "update_service", resource = %resource, revision = %revision, deployment_id = %id, reason = "point the service at the new revision", "service updated");
@@ -156,7 +161,7 @@ impl Apply<'_> {
             .tags(ecs_tag(key, value))
             .send()
             .await
-            .map_err(aws_error("TagResource", revision))?;
+            .map_err(AwsCallError::of("TagResource", revision))?;
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Why an invocation failed, and whether Lambda should try it again.
 
+use autopilot_shared::aws::AwsCallError;
 use autopilot_shared::events::EventError;
 use autopilot_shared::pager::PageError;
 use lambda_runtime::Diagnostic;
@@ -10,12 +11,8 @@ pub enum DeployError {
     #[error(transparent)]
     Event(#[from] EventError),
     /// An AWS call failed; the event is retried, and every step is safe to repeat.
-    #[error("{operation} on {resource} failed: {message}")]
-    Aws {
-        operation: &'static str,
-        resource: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Aws(#[from] AwsCallError),
     /// On-call could not be told; the event is retried so the page is not lost.
     #[error(transparent)]
     Page(#[from] PageError),
@@ -30,7 +27,7 @@ impl DeployError {
         match self {
             DeployError::Event(EventError::Malformed { .. }) => "autopilot.MalformedEvent",
             DeployError::Event(EventError::Unsupported { .. }) => "autopilot.UnsupportedEvent",
-            DeployError::Aws { .. } => "autopilot.AwsCallFailed",
+            DeployError::Aws(_) => "autopilot.AwsCallFailed",
             DeployError::Page(_) => "autopilot.PageFailed",
             DeployError::Several(_) => "autopilot.PartialFailure",
         }
@@ -43,21 +40,5 @@ impl From<DeployError> for Diagnostic {
             error_type: e.error_type().to_string(),
             error_message: e.to_string(),
         }
-    }
-}
-
-/// Maps an SDK error to [`DeployError::Aws`], keeping the service's own message.
-pub fn aws_error<E>(
-    operation: &'static str,
-    resource: impl Into<String>,
-) -> impl FnOnce(E) -> DeployError
-where
-    E: std::error::Error,
-{
-    let resource = resource.into();
-    move |e| DeployError::Aws {
-        operation,
-        resource,
-        message: aws_sdk_ecs::error::DisplayErrorContext(e).to_string(),
     }
 }

@@ -1,8 +1,9 @@
 //! Reads the AWS state the plans take. Read-only: nothing here changes AWS.
 
-use crate::error::{aws_error, DeployError};
+use crate::error::DeployError;
 use crate::image::EcrImageId;
 use crate::plan::PushTimes;
+use autopilot_shared::aws::AwsCallError;
 use aws_sdk_ecr::types::ImageIdentifier;
 use aws_sdk_ecs::types::{DesiredStatus, Service, Tag, TaskDefinition, TaskDefinitionField};
 use std::collections::HashMap;
@@ -37,7 +38,7 @@ pub async fn services(
             {
                 continue
             }
-            Err(e) => return Err(aws_error("DescribeServices", cluster)(e)),
+            Err(e) => return Err(AwsCallError::of("DescribeServices", cluster)(e).into()),
         };
         for s in out.services() {
             if let Some(name) = s.service_name() {
@@ -72,7 +73,7 @@ pub async fn task_definition(
         {
             Ok(None)
         }
-        Err(e) => Err(aws_error("DescribeTaskDefinition", name)(e)),
+        Err(e) => Err(AwsCallError::of("DescribeTaskDefinition", name)(e).into()),
     }
 }
 
@@ -137,7 +138,7 @@ pub async fn push_times(
             {
                 return Ok(None)
             }
-            Err(e) => return Err(aws_error("DescribeImages", repository)(e)),
+            Err(e) => return Err(AwsCallError::of("DescribeImages", repository)(e).into()),
         }
     }
 }
@@ -157,7 +158,7 @@ pub async fn stopped_tasks(
         .max_results(STOPPED_TASKS_SHOWN)
         .send()
         .await
-        .map_err(aws_error("ListTasks", deployment_id))?;
+        .map_err(AwsCallError::of("ListTasks", deployment_id))?;
     if list.task_arns().is_empty() {
         return Ok(Vec::new());
     }
@@ -167,7 +168,7 @@ pub async fn stopped_tasks(
         .set_tasks(Some(list.task_arns().to_vec()))
         .send()
         .await
-        .map_err(aws_error("DescribeTasks", deployment_id))?;
+        .map_err(AwsCallError::of("DescribeTasks", deployment_id))?;
     Ok(out
         .tasks()
         .iter()

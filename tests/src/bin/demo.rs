@@ -163,15 +163,8 @@ async fn rotation_story(stack: &Stack, cluster: &str) {
                             "consumers": [{"cluster": cluster, "service": "backend"}]}]);
     println!("   PostgreSQL on 127.0.0.1:{} (user app); secrets prod/db/app and prod/db/url (DATABASE_URL)", pg.port);
     println!("   AUTOPILOT_ROTATIONS = {rotations}");
-    let topic = stack.topic_arn.clone();
-    let rotations = rotations.to_string();
-    let config = autopilot_shared::Config::from_lookup(|k| match k {
-        autopilot_shared::config::TOPIC_ARN => Some(topic.clone()),
-        autopilot_shared::config::ROTATIONS => Some(rotations.clone()),
-        _ => None,
-    })
-    .expect("demo configuration");
-    let rotator = rotate::Rotator::new(&stack.sdk, config).expect("rotator");
+    let rotator =
+        rotate::Rotator::new(&stack.sdk, stack.rotation_config(rotations)).expect("rotator");
     let deployments_before = stack
         .describe_service(cluster, "backend")
         .await
