@@ -706,3 +706,58 @@ async fn verified_tls_rotates_and_an_unknown_ca_is_refused() {
     assert!(pg.can_login(&user, new["password"].as_str().unwrap()).await);
     assert!(!pg.can_login(&user, "old-password-tls").await);
 }
+
+#[tokio::test]
+async fn dry_run_notifies_and_changes_nothing() {
+    let stack = Stack::new("rotate_dry_run").await;
+    let pg = postgres();
+    let user = stack.name("app").replace('-', "_");
+    pg.exec(&format!(
+        "CREATE ROLE {} LOGIN PASSWORD {}",
+        ident(&user),
+        literal("old-password-dry")
+    ))
+    .await;
+    let arn = stack
+        .create_secret(
+            "db",
+            &rds_secret(pg.port, &user, "old-password-dry").to_string(),
+        )
+        .await;
+    let config = stack.config_with(&[
+        (
+            config::ROTATIONS,
+            json!([{"secret": stack.name("db"), "strategy": "postgres-single-user"}]).to_string(),
+        ),
+        (config::DRY_RUN, "true".into()),
+    ]);
+    let rotator = Rotator::new(&stack.sdk, config).unwrap();
+    let token = stack.start_rotation(&arn).await;
+
+    for step in STEPS {
+        let report = rotator
+            .handle(LambdaEvent::new(
+                rotation_event(step, &arn, &token),
+                Context::default(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(report.action, "dry-run", "{step}: {report:?}");
+    }
+
+    assert!(
+        pg.can_login(&user, "old-password-dry").await,
+        "the password is unchanged"
+    );
+    let current: Value =
+        serde_json::from_str(&stack.secret_value(&arn, "AWSCURRENT").await.unwrap()).unwrap();
+    assert_eq!(current["password"], "old-password-dry");
+    assert!(!stack.stages(&arn).await[&token].contains(&"AWSCURRENT".to_string()));
+    let pages = stack.pages().await;
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert!(
+        pages[0].summary().starts_with("[dry-run] would rotate"),
+        "{}",
+        pages[0].summary()
+    );
+}

@@ -405,10 +405,14 @@ impl Run<'_> {
         db::set_password(&client, host, &pending.username, &pending.password).await?;
         let original = plan::original_username(&pending.username).to_string();
         let clone = format!("{original}_clone");
-        let sync = if db::ensure_login_role(&client, host, &clone).await.is_ok() {
-            db::sync_privileges(&client, host, &original, &clone).await?
-        } else {
+        // Both users exist now: the pending one was just ensured, the other is AWSCURRENT.
+        // An original created only now has no grants yet; copying its (empty) set
+        // would strip the clone that is in use, so that first sync is skipped.
+        let sync = if created && pending.username == original {
+            tracing::warn!(action = "sync_privileges", user = %original, reason = "the original user was just created and holds no grants yet", "privilege sync skipped");
             db::Sync::default()
+        } else {
+            db::sync_privileges(&client, host, &original, &clone).await?
         };
         tracing::info!(
             action = "set_password",
