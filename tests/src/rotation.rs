@@ -119,3 +119,27 @@ impl Stack {
             .unwrap_or_default()
     }
 }
+
+impl Stack {
+    /// A login role of the harness PostgreSQL named after this stack, and an RDS
+    /// secret `base` holding its credentials. Returns (user, secret ARN).
+    pub async fn database_user(
+        &self,
+        pg: &crate::postgres::Postgres,
+        base: &str,
+        password: &str,
+    ) -> (String, String) {
+        use crate::postgres::{ident, literal};
+        let user = self.name("app").replace('-', "_");
+        pg.exec(&format!(
+            "CREATE ROLE {} LOGIN PASSWORD {}",
+            ident(&user),
+            literal(password)
+        ))
+        .await;
+        let arn = self
+            .create_secret(base, &rds_secret(pg.port, &user, password).to_string())
+            .await;
+        (user, arn)
+    }
+}

@@ -53,22 +53,13 @@ async fn every_decision_is_a_json_log_line_with_request_resource_action_and_reas
 /// A full rotation, its logs and its pages: no password, old or new, appears anywhere.
 #[tokio::test]
 async fn a_full_rotation_logs_no_secret_value() {
-    use autopilot_tests::postgres::{ident, literal, postgres};
-    use autopilot_tests::rotation::{rds_secret, rotation_event, STEPS};
+    use autopilot_tests::postgres::postgres;
+    use autopilot_tests::rotation::{rotation_event, STEPS};
 
     let stack = Stack::new("rotation_logs").await;
     let pg = postgres();
-    let user = stack.name("app").replace('-', "_");
     let old = "old-secret-in-logs-check";
-    pg.exec(&format!(
-        "CREATE ROLE {} LOGIN PASSWORD {}",
-        ident(&user),
-        literal(old)
-    ))
-    .await;
-    let arn = stack
-        .create_secret("db", &rds_secret(pg.port, &user, old).to_string())
-        .await;
+    let (user, arn) = stack.database_user(pg, "db", old).await;
     let url = stack
         .create_secret(
             "db-url",

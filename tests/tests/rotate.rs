@@ -711,19 +711,7 @@ async fn verified_tls_rotates_and_an_unknown_ca_is_refused() {
 async fn dry_run_notifies_and_changes_nothing() {
     let stack = Stack::new("rotate_dry_run").await;
     let pg = postgres();
-    let user = stack.name("app").replace('-', "_");
-    pg.exec(&format!(
-        "CREATE ROLE {} LOGIN PASSWORD {}",
-        ident(&user),
-        literal("old-password-dry")
-    ))
-    .await;
-    let arn = stack
-        .create_secret(
-            "db",
-            &rds_secret(pg.port, &user, "old-password-dry").to_string(),
-        )
-        .await;
+    let (user, arn) = stack.database_user(pg, "db", "old-password-dry").await;
     let config = stack.config_with(&[
         (
             config::ROTATIONS,

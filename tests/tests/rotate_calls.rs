@@ -2,8 +2,8 @@
 //! sample makes 14). Alone in its binary, with its own emulator, so the count
 //! holds only this rotation's calls.
 
-use autopilot_tests::postgres::{ident, literal, postgres};
-use autopilot_tests::rotation::{rds_secret, rotation_event, STEPS};
+use autopilot_tests::postgres::postgres;
+use autopilot_tests::rotation::{rotation_event, STEPS};
 use autopilot_tests::*;
 use lambda_runtime::{Context, LambdaEvent};
 
@@ -19,19 +19,7 @@ const SECRETS_MANAGER: &[&str] = &[
 async fn a_single_user_rotation_makes_eleven_secrets_manager_calls() {
     let stack = Stack::new("sm_calls").await;
     let pg = postgres();
-    let user = stack.name("app").replace('-', "_");
-    pg.exec(&format!(
-        "CREATE ROLE {} LOGIN PASSWORD {}",
-        ident(&user),
-        literal("old-password")
-    ))
-    .await;
-    let arn = stack
-        .create_secret(
-            "db",
-            &rds_secret(pg.port, &user, "old-password").to_string(),
-        )
-        .await;
+    let (_, arn) = stack.database_user(pg, "db", "old-password").await;
     let rotations =
         serde_json::json!([{"secret": stack.name("db"), "strategy": "postgres-single-user"}]);
     let rotator = rotate::Rotator::new(&stack.sdk, stack.rotation_config(rotations)).unwrap();

@@ -343,7 +343,7 @@ pub fn success_page(r: &Rotated<'_>) -> Page {
     if let Some(user) = r.username {
         page = page.fact("Database user now", user);
     }
-    page.list("Dependent secrets rewritten", r.dependents.clone())
+    page.list("Dependent secrets up to date", r.dependents.clone())
         .list("Services redeployed", r.consumers.clone())
 }
 
