@@ -165,14 +165,32 @@ pub struct ServiceTarget {
     pub cluster: String,
     /// ECS service name.
     pub service: String,
-    /// The container in the service's task definition that runs this image.
-    pub container: String,
+    /// The containers in the service's task definition that run this image: in
+    /// JSON `container`, one name or a list (an app and its migration container).
+    #[serde(rename = "container", deserialize_with = "one_or_many")]
+    pub containers: Vec<String>,
     /// Turn the deployment circuit breaker on with every deploy.
     #[serde(default = "yes")]
     pub circuit_breaker: bool,
     /// Let the circuit breaker roll a failed deployment back.
     #[serde(default = "yes")]
     pub rollback: bool,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(d) {
+        Ok(OneOrMany::One(name)) => Ok(vec![name]),
+        Ok(OneOrMany::Many(names)) => Ok(names),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected a container name or a list of container names",
+        )),
+    }
 }
 
 fn any_tag() -> Vec<TagPattern> {
@@ -417,8 +435,23 @@ fn parse_services(raw: &str) -> Result<Vec<ServiceTarget>, ConfigError> {
             .map_err(|m| ConfigError::new(at("cluster"), m))?;
         check_name(&t.service, 255, is_ecs_name_char)
             .map_err(|m| ConfigError::new(at("service"), m))?;
-        check_name(&t.container, 255, is_ecs_name_char)
-            .map_err(|m| ConfigError::new(at("container"), m))?;
+        if t.containers.is_empty() {
+            return Err(ConfigError::new(at("container"), "is empty"));
+        }
+        for (j, c) in t.containers.iter().enumerate() {
+            let field = if t.containers.len() == 1 {
+                at("container")
+            } else {
+                format!("{SERVICES}[{i}].container[{j}]")
+            };
+            check_name(c, 255, is_ecs_name_char).map_err(|m| ConfigError::new(field.clone(), m))?;
+            if t.containers[..j].contains(c) {
+                return Err(ConfigError::new(
+                    field,
+                    format!("container `{c}` is listed twice"),
+                ));
+            }
+        }
         if t.tags.is_empty() {
             return Err(ConfigError::new(
                 at("tags"),
@@ -437,12 +470,14 @@ fn parse_services(raw: &str) -> Result<Vec<ServiceTarget>, ConfigError> {
                 "needs circuit_breaker: true (ECS rolls back only through the circuit breaker)",
             ));
         }
-        if !seen.insert((&t.repository, &t.cluster, &t.service, &t.container)) {
+        // One push changing two entries of one service would register two revisions,
+        // and the second update would undo the first: all its containers go in one entry.
+        if !seen.insert((&t.repository, &t.cluster, &t.service)) {
             return Err(ConfigError::new(
                 format!("{SERVICES}[{i}]"),
                 format!(
-                    "maps repository `{}` to {}/{} container `{}` a second time",
-                    t.repository, t.cluster, t.service, t.container
+                    "maps repository `{}` to {}/{} a second time; list every container it feeds in one entry's `container`",
+                    t.repository, t.cluster, t.service
                 ),
             ));
         }
@@ -649,7 +684,7 @@ mod tests {
                     (TOPIC_ARN, TOPIC),
                     (
                         SERVICES,
-                        r#"[{"repository":"b","cluster":"c","service":"s","container":"x"},{"repository":"b","cluster":"c","service":"s","container":"x"}]"#,
+                        r#"[{"repository":"b","cluster":"c","service":"s","container":"x"},{"repository":"b","cluster":"c","service":"s","container":"y"}]"#,
                     ),
                 ],
                 "AUTOPILOT_SERVICES[1]",
@@ -659,6 +694,37 @@ mod tests {
             let err = load(vars).expect_err(field);
             assert_eq!(&err.field, field, "{err}");
             assert!(err.to_string().contains(field));
+        }
+    }
+
+    #[test]
+    fn container_is_one_name_or_a_list() {
+        let c = services(
+            r#"[{"repository":"b","cluster":"c","service":"s","container":["app","migrate"]},
+                             {"repository":"b","cluster":"c","service":"t","container":"app"}]"#,
+        )
+        .unwrap();
+        assert_eq!(c.services[0].containers, vec!["app", "migrate"]);
+        assert_eq!(c.services[1].containers, vec!["app"]);
+        for (json, field) in [
+            (
+                r#"[{"repository":"b","cluster":"c","service":"s","container":[]}]"#,
+                "AUTOPILOT_SERVICES[0].container",
+            ),
+            (
+                r#"[{"repository":"b","cluster":"c","service":"s","container":["a","a"]}]"#,
+                "AUTOPILOT_SERVICES[0].container[1]",
+            ),
+            (
+                r#"[{"repository":"b","cluster":"c","service":"s","container":["a","b c"]}]"#,
+                "AUTOPILOT_SERVICES[0].container[1]",
+            ),
+            (
+                r#"[{"repository":"b","cluster":"c","service":"s","container":7}]"#,
+                "AUTOPILOT_SERVICES[0].container",
+            ),
+        ] {
+            assert_eq!(services(json).unwrap_err().field, field, "{json}");
         }
     }
 

@@ -190,7 +190,10 @@ impl Deployer {
         let running: Vec<_> = observed
             .iter()
             .filter_map(|(t, o)| match o {
-                Observed::Found(f) => container_image(&f.current, &t.container)
+                Observed::Found(f) => t
+                    .containers
+                    .first()
+                    .and_then(|c| container_image(&f.current, c))
                     .and_then(ImageRef::parse)
                     .filter(|r| r.repository == push.repository)
                     .and_then(|r| r.ecr_id()),

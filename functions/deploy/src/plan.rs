@@ -146,13 +146,26 @@ pub fn plan_service(
             reason: format!("the service uses the {kind} deployment controller; autopilot deploys ECS-controlled services only"),
         };
     }
-    let Some(current_image) = container_image(&found.current, &target.container) else {
+    let missing: Vec<&str> = target
+        .containers
+        .iter()
+        .filter(|c| container_image(&found.current, c).is_none())
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
         return Decision::Refuse {
             reason: format!(
                 "container `{}` is not in task definition {}",
-                target.container,
+                missing.join("`, `"),
                 revision_name(&current_arn)
             ),
+        };
+    }
+    // The first mapped container stands for the service: its image decides the
+    // registry and the push ordering.
+    let Some(current_image) = container_image(&found.current, &target.containers[0]) else {
+        return Decision::Refuse {
+            reason: format!("service {} maps no container", target.service_key()),
         };
     };
     let current_ref = ImageRef::parse(current_image).filter(|r| r.repository == push.repository);
@@ -162,7 +175,17 @@ pub fn plan_service(
         .unwrap_or_else(|| ecr_registry(&push.account, &push.region));
     let image = pinned(&registry, &push.repository, &push.digest);
 
-    if current_ref.as_ref().and_then(|r| r.digest.as_deref()) == Some(push.digest.as_str()) {
+    let runs_digest = |td: &TaskDefinition| {
+        target.containers.iter().all(|c| {
+            container_image(td, c)
+                .and_then(ImageRef::parse)
+                .is_some_and(|r| {
+                    r.repository == push.repository
+                        && r.digest.as_deref() == Some(push.digest.as_str())
+                })
+        })
+    };
+    if runs_digest(&found.current) {
         return already_running(push, target, found, &current_arn);
     }
 
@@ -197,7 +220,11 @@ pub fn plan_service(
     if let Some((latest, tags)) = &found.latest {
         let ours = Record::from_tags(tags)
             .is_some_and(|r| r.digest == push.digest && r.service == target.service_key());
-        if ours && container_image(latest, &target.container) == Some(image.as_str()) {
+        let pinned_everywhere = target
+            .containers
+            .iter()
+            .all(|c| container_image(latest, c) == Some(image.as_str()));
+        if ours && pinned_everywhere {
             let arn = arn_of(latest).to_string();
             return Decision::Deploy {
                 reason: format!(
@@ -216,7 +243,7 @@ pub fn plan_service(
     let new = NewRevision {
         source: found.current.clone(),
         source_tags: found.current_tags.clone(),
-        container: target.container.clone(),
+        containers: target.containers.clone(),
         image: image.clone(),
         record: record.clone(),
     };
@@ -325,7 +352,7 @@ fn base_page(
         .dedup_key(dedup_key(&target.service_key(), &record.digest))
         .group(&target.cluster)
         .fact("Service", target.service_key())
-        .fact("Container", &target.container)
+        .fact("Container", target.containers.join(", "))
         .fact("Image", record.image_label())
         .fact("Digest", &record.digest)
 }
@@ -634,7 +661,7 @@ mod tests {
             tags: vec![],
             cluster: "prod".into(),
             service: "backend".into(),
-            container: "app".into(),
+            containers: vec!["app".into()],
             circuit_breaker: true,
             rollback: true,
         }
@@ -726,6 +753,84 @@ mod tests {
             .deployment_circuit_breaker()
             .unwrap();
         assert!(cb.enable() && cb.rollback());
+    }
+
+    fn two_container_td(app: &str, migrate: &str) -> TaskDefinition {
+        TaskDefinition::builder()
+            .task_definition_arn(CUR_ARN)
+            .family("backend")
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("app")
+                    .image(app)
+                    .build(),
+            )
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("migrate")
+                    .image(migrate)
+                    .build(),
+            )
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("log")
+                    .image("fluent-bit:3")
+                    .build(),
+            )
+            .build()
+    }
+
+    #[test]
+    fn one_push_swaps_every_mapped_container_in_one_revision() {
+        let mut t = target();
+        t.containers = vec!["app".into(), "migrate".into()];
+        let old = format!("{REG}/backend:v1");
+        let observed = Observed::Found(Box::new(Found {
+            service: service(CUR_ARN, "ecs-svc/1"),
+            current: two_container_td(&old, &old),
+            current_tags: vec![],
+            latest: None,
+        }));
+        let Decision::Deploy {
+            revision: Revision::Register(new),
+            image,
+            ..
+        } = plan_service(&push(), &t, &observed, &PushTimes::default())
+        else {
+            panic!()
+        };
+        let images: Vec<_> = new
+            .container_definitions()
+            .iter()
+            .map(|c| c.image().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            images,
+            vec![image.clone(), image, "fluent-bit:3".to_string()]
+        );
+
+        // Half done (only app pinned, say after the mapping grew): deploy, do not skip.
+        let pinned = format!("{REG}/backend@sha256:new");
+        let half = Observed::Found(Box::new(Found {
+            service: service(CUR_ARN, "ecs-svc/1"),
+            current: two_container_td(&pinned, &old),
+            current_tags: vec![],
+            latest: None,
+        }));
+        assert_eq!(
+            plan_service(&push(), &t, &half, &PushTimes::default()).action(),
+            "deploy"
+        );
+        let done = Observed::Found(Box::new(Found {
+            service: service(CUR_ARN, "ecs-svc/1"),
+            current: two_container_td(&pinned, &pinned),
+            current_tags: vec![],
+            latest: None,
+        }));
+        assert_eq!(
+            plan_service(&push(), &t, &done, &PushTimes::default()).action(),
+            "skip"
+        );
     }
 
     #[test]
@@ -910,7 +1015,7 @@ mod tests {
         );
 
         let mut t = target();
-        t.container = "web".into();
+        t.containers = vec!["app".into(), "web".into()];
         let d = plan_service(&push(), &t, &found("x/backend:v1"), &PushTimes::default());
         assert!(
             d.reason()

@@ -119,7 +119,8 @@ pub struct NewRevision {
     pub source: TaskDefinition,
     /// Its tags, from DescribeTaskDefinition with `include=TAGS`.
     pub source_tags: Vec<Tag>,
-    pub container: String,
+    /// The containers whose image is replaced; every other container is copied as it is.
+    pub containers: Vec<String>,
     pub image: String,
     pub record: Record,
 }
@@ -141,14 +142,16 @@ impl NewRevision {
         tags
     }
 
-    /// The container definitions with only the mapped container's image changed.
+    /// The container definitions with only the mapped containers' image changed.
     pub fn container_definitions(&self) -> Vec<ContainerDefinition> {
         self.source
             .container_definitions()
             .iter()
             .map(|c| {
                 let mut c = c.clone();
-                if c.name() == Some(self.container.as_str()) {
+                if c.name()
+                    .is_some_and(|n| self.containers.iter().any(|m| m == n))
+                {
                     c.image = Some(self.image.clone());
                 }
                 c
@@ -341,7 +344,7 @@ mod tests {
                 ecs_tag("aws:cloudformation:stack-name", "s"),
                 ecs_tag(tag::DIGEST, "sha256:old"),
             ],
-            container: "app".into(),
+            containers: vec!["app".into()],
             image: "1.dkr.ecr.us-east-1.amazonaws.com/backend@sha256:new".into(),
             record: record(),
         };
