@@ -667,23 +667,24 @@ mod tests {
         }
     }
 
-    fn td(arn: &str, image: &str) -> TaskDefinition {
-        TaskDefinition::builder()
+    /// A task definition with the given containers, plus a log router that is never mapped.
+    fn td_with(arn: &str, containers: &[(&str, &str)]) -> TaskDefinition {
+        let mut td = TaskDefinition::builder()
             .task_definition_arn(arn)
-            .family("backend")
-            .container_definitions(
+            .family("backend");
+        for (name, image) in containers.iter().chain([("log", "fluent-bit:3")].iter()) {
+            td = td.container_definitions(
                 ContainerDefinition::builder()
-                    .name("app")
-                    .image(image)
+                    .name(*name)
+                    .image(*image)
                     .build(),
-            )
-            .container_definitions(
-                ContainerDefinition::builder()
-                    .name("log")
-                    .image("fluent-bit:3")
-                    .build(),
-            )
-            .build()
+            );
+        }
+        td.build()
+    }
+
+    fn td(arn: &str, image: &str) -> TaskDefinition {
+        td_with(arn, &[("app", image)])
     }
 
     fn service(primary_td: &str, primary_id: &str) -> Service {
@@ -704,12 +705,7 @@ mod tests {
     }
 
     fn found(image: &str) -> Observed {
-        Observed::Found(Box::new(Found {
-            service: service(CUR_ARN, "ecs-svc/1"),
-            current: td(CUR_ARN, image),
-            current_tags: vec![],
-            latest: None,
-        }))
+        running(td(CUR_ARN, image))
     }
 
     fn times(pairs: &[(EcrImageId, i64)]) -> PushTimes {
@@ -755,29 +751,14 @@ mod tests {
         assert!(cb.enable() && cb.rollback());
     }
 
-    fn two_container_td(app: &str, migrate: &str) -> TaskDefinition {
-        TaskDefinition::builder()
-            .task_definition_arn(CUR_ARN)
-            .family("backend")
-            .container_definitions(
-                ContainerDefinition::builder()
-                    .name("app")
-                    .image(app)
-                    .build(),
-            )
-            .container_definitions(
-                ContainerDefinition::builder()
-                    .name("migrate")
-                    .image(migrate)
-                    .build(),
-            )
-            .container_definitions(
-                ContainerDefinition::builder()
-                    .name("log")
-                    .image("fluent-bit:3")
-                    .build(),
-            )
-            .build()
+    /// What is observed of the service when it runs `current`.
+    fn running(current: TaskDefinition) -> Observed {
+        Observed::Found(Box::new(Found {
+            service: service(CUR_ARN, "ecs-svc/1"),
+            current,
+            current_tags: vec![],
+            latest: None,
+        }))
     }
 
     #[test]
@@ -785,12 +766,7 @@ mod tests {
         let mut t = target();
         t.containers = vec!["app".into(), "migrate".into()];
         let old = format!("{REG}/backend:v1");
-        let observed = Observed::Found(Box::new(Found {
-            service: service(CUR_ARN, "ecs-svc/1"),
-            current: two_container_td(&old, &old),
-            current_tags: vec![],
-            latest: None,
-        }));
+        let observed = running(td_with(CUR_ARN, &[("app", &old), ("migrate", &old)]));
         let Decision::Deploy {
             revision: Revision::Register(new),
             image,
@@ -811,22 +787,12 @@ mod tests {
 
         // Half done (only app pinned, say after the mapping grew): deploy, do not skip.
         let pinned = format!("{REG}/backend@sha256:new");
-        let half = Observed::Found(Box::new(Found {
-            service: service(CUR_ARN, "ecs-svc/1"),
-            current: two_container_td(&pinned, &old),
-            current_tags: vec![],
-            latest: None,
-        }));
+        let half = running(td_with(CUR_ARN, &[("app", &pinned), ("migrate", &old)]));
         assert_eq!(
             plan_service(&push(), &t, &half, &PushTimes::default()).action(),
             "deploy"
         );
-        let done = Observed::Found(Box::new(Found {
-            service: service(CUR_ARN, "ecs-svc/1"),
-            current: two_container_td(&pinned, &pinned),
-            current_tags: vec![],
-            latest: None,
-        }));
+        let done = running(td_with(CUR_ARN, &[("app", &pinned), ("migrate", &pinned)]));
         assert_eq!(
             plan_service(&push(), &t, &done, &PushTimes::default()).action(),
             "skip"
