@@ -92,14 +92,18 @@ def main():
         as_user + [f"{bin_dir}/postgres", "-D", data, "-p", str(port), "-k", root,
                    "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"] + options,
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, "log"), "w"),
+        # Its own process group, so stopping reaches postgres behind runuser too.
+        start_new_session=True,
     )
 
     def stop(*_):
-        server.send_signal(signal.SIGINT)
         try:
+            os.killpg(server.pid, signal.SIGINT)
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         shutil.rmtree(root, ignore_errors=True)
         os._exit(0)
 
