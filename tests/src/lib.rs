@@ -507,13 +507,7 @@ impl Stack {
             .expect("list task definitions")
             .task_definition_arns()
             .iter()
-            .filter(|a| {
-                a.rsplit('/')
-                    .next()
-                    .and_then(|r| r.rsplit_once(':'))
-                    .map(|(f, _)| f)
-                    == Some(family)
-            })
+            .filter(|a| deploy::taskdef::family_of(a) == Some(family))
             .cloned()
             .collect()
     }

@@ -19,7 +19,7 @@ pub mod taskdef;
 use crate::apply::Apply;
 use crate::image::ImageRef;
 use crate::plan::{Observed, Push, Verdict, VerdictDecision, VerdictFacts};
-use crate::taskdef::{container_image, tag, Record};
+use crate::taskdef::{container_image, family_of, tag, Record};
 use autopilot_shared::events::{
     self, EcrImageAction, EcsDeploymentStateChange, Envelope, EventError,
 };
@@ -266,12 +266,7 @@ impl Deployer {
                 "service {key} has no task definition"
             )));
         };
-        let family = current_arn
-            .rsplit('/')
-            .next()
-            .and_then(|r| r.rsplit_once(':'))
-            .map(|(f, _)| f.to_string())
-            .unwrap_or_default();
+        let family = family_of(&current_arn).unwrap_or_default().to_string();
         let (current, latest) = tokio::try_join!(
             observe::task_definition(&self.ecs, &current_arn),
             observe::task_definition(&self.ecs, &family),
@@ -421,9 +416,8 @@ impl Deployer {
         }
         let Some(family) = service
             .task_definition()
-            .and_then(|a| a.rsplit('/').next())
-            .and_then(|r| r.rsplit_once(':'))
-            .map(|(f, _)| f.to_string())
+            .and_then(family_of)
+            .map(str::to_string)
         else {
             return Ok(None);
         };

@@ -104,6 +104,14 @@ pub fn ecs_tag(key: &str, value: &str) -> Tag {
     Tag::builder().key(key).value(value).build()
 }
 
+/// The family in a task definition ARN (`…:task-definition/backend:7` → `backend`).
+pub fn family_of(arn: &str) -> Option<&str> {
+    arn.rsplit('/')
+        .next()?
+        .rsplit_once(':')
+        .map(|(family, _)| family)
+}
+
 /// The image of `container` in `td`.
 pub fn container_image<'a>(td: &'a TaskDefinition, container: &str) -> Option<&'a str> {
     td.container_definitions()

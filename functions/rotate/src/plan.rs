@@ -319,6 +319,23 @@ pub fn failure_page(
     )
 }
 
+/// In dry-run, createSecret tells on-call what would rotate, and nothing else happens.
+pub fn dry_run_page(secret_name: &str, strategy: Strategy) -> Page {
+    Page::new(
+        Action::Trigger,
+        Severity::Info,
+        "rotate.dry_run",
+        secret_name,
+        format!(
+            "[dry-run] would rotate {secret_name} ({})",
+            strategy.as_str()
+        ),
+    )
+    .dedup_key(format!("autopilot/dry-run/rotate/{secret_name}"))
+    .fact("Secret", secret_name)
+    .fact("Strategy", strategy.as_str())
+}
+
 pub struct Rotated<'a> {
     pub secret_name: &'a str,
     pub strategy: Strategy,

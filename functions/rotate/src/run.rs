@@ -231,13 +231,8 @@ impl Run<'_> {
                     reason = "the tested version becomes AWSCURRENT; the old one AWSPREVIOUS",
                     "AWSCURRENT moved"
                 );
-                let mut after = versions.clone();
-                after
-                    .stages
-                    .entry(self.token.clone())
-                    .or_default()
-                    .push(AWSCURRENT.into());
-                self.after_finish(&after).await
+                // after_finish reads only the consumers label, which the move left alone.
+                self.after_finish(&versions).await
             }
         }
     }
@@ -246,21 +241,10 @@ impl Run<'_> {
         if self.step == Step::Create {
             let current = self.required(&self.secret_id, AWSCURRENT, None).await?;
             let strategy = self.strategy_of(&current)?;
-            let page = autopilot_shared::Page::new(
-                autopilot_shared::pager::Action::Trigger,
-                autopilot_shared::Severity::Info,
-                "rotate.dry_run",
-                &self.name(),
-                format!(
-                    "[dry-run] would rotate {} ({})",
-                    self.name(),
-                    strategy.as_str()
-                ),
-            )
-            .dedup_key(format!("autopilot/dry-run/rotate/{}", self.name()))
-            .fact("Secret", self.name())
-            .fact("Strategy", strategy.as_str());
-            self.rotator.pager.send(&page).await?;
+            self.rotator
+                .pager
+                .send(&plan::dry_run_page(&self.name(), strategy))
+                .await?;
         }
         Ok(self.report(
             "dry-run",
