@@ -4,13 +4,22 @@
 //! `AWS_ENDPOINT_URL` points every client at the local emulator in tests and in
 //! the demo. Build clients from this once per cold start, never per event.
 
+use crate::invocation::{code, Coded};
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::{AppName, BehaviorVersion, ConfigLoader, SdkConfig};
 use std::time::Duration;
 
-/// Loads the shared SDK configuration with timeouts that fail a hung call well inside
+/// Attempts per AWS call. The SDK's standard retry mode backs off exponentially
+/// with jitter (up to 1 s, 2 s, 4 s, 8 s between attempts) on throttling
+/// (`ThrottlingException`, `TooManyRequestsException`, …), transient errors and
+/// 5xx answers; a fan-out over many services is throttled before it is refused.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The loader with autopilot's timeouts and retries: a hung call fails well inside
 /// a Lambda timeout, so the event is retried instead of the function being killed.
-pub async fn sdk_config() -> SdkConfig {
+/// The harness starts from the same loader, so tests run with production settings.
+pub fn loader() -> ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
             TimeoutConfig::builder()
@@ -19,8 +28,23 @@ pub async fn sdk_config() -> SdkConfig {
                 .operation_timeout(Duration::from_secs(60))
                 .build(),
         )
-        .load()
-        .await
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+}
+
+/// Loads the shared SDK configuration from the environment.
+pub async fn sdk_config() -> SdkConfig {
+    loader().load().await
+}
+
+/// The configuration a function builds its clients from: `sdk` with the function's
+/// name as the SDK app name, so every request's user agent says who made it
+/// (`app/autopilot-deploy`) in CloudTrail, and in the harness's call log.
+pub fn for_function(sdk: &SdkConfig, function: &'static str) -> SdkConfig {
+    let mut builder = sdk.to_builder();
+    if let Ok(name) = AppName::new(function) {
+        builder.set_app_name(Some(name));
+    }
+    builder.build()
 }
 
 /// An AWS call that failed: the operation, the resource it was about, and the
@@ -31,6 +55,12 @@ pub struct AwsCallError {
     pub operation: &'static str,
     pub resource: String,
     pub message: String,
+}
+
+impl Coded for AwsCallError {
+    fn code(&self) -> &'static str {
+        code::AWS_CALL_FAILED
+    }
 }
 
 impl AwsCallError {

@@ -1,9 +1,11 @@
-//! EventBridge envelopes and the detail types aws_lambda_events lacks.
+//! Parsing events: the EventBridge envelope, its detail, and any other payload.
 //!
-//! Every function parses its input with [`envelope`] and then [`detail`], so a
-//! malformed event always fails the same way: an [`EventError`] naming the
-//! event kind and the JSON path of the bad field.
+//! Every function parses its input through [`parse`] (EventBridge events with
+//! [`envelope`] and then [`detail`]), so a malformed event always fails the same
+//! way: an [`EventError`] naming the event kind and the JSON path of the bad field.
+//! Detail types live with the function that handles them.
 
+use crate::invocation::{code, Coded};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -12,11 +14,17 @@ use serde_json::Value;
 /// An EventBridge event whose detail is parsed later, once its kind is known.
 pub type Envelope = EventBridgeEvent<Value>;
 
-/// `(source, detail-type)` of the events autopilot handles.
-pub const ECR_IMAGE_ACTION: (&str, &str) = ("aws.ecr", "ECR Image Action");
-pub const ECS_DEPLOYMENT_STATE_CHANGE: (&str, &str) = ("aws.ecs", "ECS Deployment State Change");
-pub const ECS_TASK_STATE_CHANGE: (&str, &str) = ("aws.ecs", "ECS Task State Change");
-pub const SCHEDULED_EVENT: (&str, &str) = ("aws.events", "Scheduled Event");
+/// `(source, detail-type)` of what EventBridge Scheduler sends when a schedule in
+/// `template.yaml` runs one of autopilot's periodic tasks. Scheduler has no
+/// envelope of its own, so each schedule's `Input` is this envelope, filled with
+/// Scheduler's context attributes, and `detail` is a [`ScheduledTask`].
+pub const SCHEDULED_TASK: (&str, &str) = ("autopilot.scheduler", "Scheduled Task");
+
+/// The detail of a [`SCHEDULED_TASK`] event: which periodic task to run.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ScheduledTask {
+    pub task: String,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
@@ -34,7 +42,17 @@ pub enum EventError {
     },
 }
 
-fn parse<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, EventError> {
+impl Coded for EventError {
+    fn code(&self) -> &'static str {
+        match self {
+            EventError::Malformed { .. } => code::MALFORMED_EVENT,
+            EventError::Unsupported { .. } => code::UNSUPPORTED_EVENT,
+        }
+    }
+}
+
+/// Parses any event payload, naming `what` and the JSON path of a bad field in the error.
+pub fn parse<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, EventError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let (path, message) = error_path(&e);
         EventError::Malformed {
@@ -88,104 +106,39 @@ pub fn detail<T: DeserializeOwned>(
     parse(envelope.detail.clone(), &format!("{} detail", kind.1))
 }
 
-/// `aws.ecr` / `ECR Image Action`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct EcrImageAction {
-    /// SUCCESS or FAILURE.
-    pub result: String,
-    pub repository_name: String,
-    /// `sha256:…`
-    pub image_digest: String,
-    /// PUSH or DELETE.
-    pub action_type: String,
-    /// Absent for an untagged push, e.g. one platform manifest of a multi-arch image.
-    #[serde(default)]
-    pub image_tag: Option<String>,
-}
-
-/// `aws.ecs` / `ECS Deployment State Change`. `resources[0]` is the service ARN.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EcsDeploymentStateChange {
-    /// INFO or ERROR.
-    pub event_type: String,
-    /// SERVICE_DEPLOYMENT_IN_PROGRESS, SERVICE_DEPLOYMENT_COMPLETED or SERVICE_DEPLOYMENT_FAILED.
-    pub event_name: String,
-    /// `ecs-svc/…`
-    pub deployment_id: String,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// `aws.ecs` / `ECS Task State Change`, the fields autopilot reads.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EcsTaskStateChange {
-    pub last_status: String,
-    pub desired_status: String,
-    pub task_definition_arn: String,
-    #[serde(default)]
-    pub group: Option<String>,
-    #[serde(default)]
-    pub stopped_reason: Option<String>,
-    #[serde(default)]
-    pub containers: Vec<EcsTaskContainer>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EcsTaskContainer {
-    pub name: String,
-    #[serde(default)]
-    pub exit_code: Option<i32>,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn ecr(detail: Value) -> Value {
-        json!({"version":"0","id":"1","detail-type":"ECR Image Action","source":"aws.ecr",
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    #[allow(dead_code)]
+    struct Detail {
+        repository_name: String,
+    }
+
+    fn event(detail: Value) -> Value {
+        json!({"version":"0","id":"1","detail-type":"Scheduled Task","source":"autopilot.scheduler",
                "account":"123456789012","time":"2026-11-23T10:00:00Z","region":"us-east-1",
                "resources":[],"detail":detail})
     }
 
     #[test]
-    fn parses_an_ecr_push() {
-        let env = envelope(ecr(json!({"result":"SUCCESS","repository-name":"backend",
-            "image-digest":"sha256:ab","action-type":"PUSH","image-tag":"v1"})))
-        .unwrap();
-        assert!(is(&env, ECR_IMAGE_ACTION));
-        let d: EcrImageAction = detail(&env, ECR_IMAGE_ACTION).unwrap();
-        assert_eq!(d.image_tag.as_deref(), Some("v1"));
-    }
-
-    #[test]
-    fn untagged_push_has_no_tag() {
-        let env = envelope(ecr(json!({"result":"SUCCESS","repository-name":"backend",
-            "image-digest":"sha256:ab","action-type":"PUSH"})))
-        .unwrap();
-        let d: EcrImageAction = detail(&env, ECR_IMAGE_ACTION).unwrap();
-        assert_eq!(d.image_tag, None);
+    fn parses_a_scheduled_task() {
+        let env = envelope(event(json!({"task": "deploy-sweep"}))).unwrap();
+        assert!(is(&env, SCHEDULED_TASK));
+        let d: ScheduledTask = detail(&env, SCHEDULED_TASK).unwrap();
+        assert_eq!(d.task, "deploy-sweep");
     }
 
     #[test]
     fn malformed_detail_names_the_field() {
-        let env = envelope(ecr(json!({"result":"SUCCESS","repository-name":7,
-            "image-digest":"sha256:ab","action-type":"PUSH"})))
-        .unwrap();
-        let err = detail::<EcrImageAction>(&env, ECR_IMAGE_ACTION).unwrap_err();
+        let env = envelope(event(json!({"repository-name": 7}))).unwrap();
+        let err = detail::<Detail>(&env, SCHEDULED_TASK).unwrap_err();
         assert!(err.to_string().contains("repository-name"), "{err}");
-        let env = envelope(ecr(json!({"result":"SUCCESS","action-type":"PUSH",
-            "image-digest":"sha256:ab"})))
-        .unwrap();
-        let err = detail::<EcrImageAction>(&env, ECR_IMAGE_ACTION).unwrap_err();
+        let env = envelope(event(json!({}))).unwrap();
+        let err = detail::<Detail>(&env, SCHEDULED_TASK).unwrap_err();
         assert!(
             matches!(&err, EventError::Malformed { path, .. } if path == "repository-name"),
             "{err}"

@@ -1,11 +1,14 @@
-//! Shared pieces of the autopilot functions: configuration, paging on-call,
-//! event types, logging and AWS client configuration.
+//! What two or more autopilot functions use: the configuration toolkit, the
+//! invocation skeleton, paging on-call, event parsing, logging and AWS clients.
+//! A function's own configuration, event details and logic live in its crate.
 
 pub mod aws;
 pub mod config;
 pub mod events;
+pub mod invocation;
 pub mod logging;
 pub mod pager;
 
-pub use config::{Config, ConfigError, RotationTarget, ServiceTarget, Strategy};
+pub use config::{Common, ConfigError};
+pub use invocation::{Failure, Outcome, Report};
 pub use pager::{Page, Pager, Severity};

@@ -14,6 +14,8 @@
 //! Message attributes `severity`, `event_action`, `dedup_key` and `source` let
 //! subscription filter policies route pages, e.g. only `critical` to the phone.
 
+use crate::config::Common;
+use crate::invocation::{code, Coded};
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -357,6 +359,12 @@ pub struct PageError {
     pub message: String,
 }
 
+impl Coded for PageError {
+    fn code(&self) -> &'static str {
+        code::PAGE_FAILED
+    }
+}
+
 /// Publishes pages to the on-call topic.
 #[derive(Debug, Clone)]
 pub struct Pager {
@@ -377,6 +385,11 @@ impl Pager {
             topic_arn: topic_arn.into(),
             source: source.into(),
         }
+    }
+
+    /// The pager of `function`, on the configured topic.
+    pub fn for_function(sdk: &aws_config::SdkConfig, common: &Common, function: &str) -> Self {
+        Self::new(aws_sdk_sns::Client::new(sdk), &common.topic_arn, function)
     }
 
     pub fn source(&self) -> &str {

@@ -10,7 +10,7 @@ pub mod logs;
 pub mod postgres;
 pub mod rotation;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_sdk_ecs::types::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -84,8 +84,9 @@ pub fn emulator() -> &'static Emulator {
 }
 
 /// SDK configuration pointing at the emulator, with dummy credentials.
+/// The production loader (timeouts, retries), pointed at the emulator.
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    autopilot_shared::aws::loader()
         .endpoint_url(emulator().endpoint())
         .region(Region::new(REGION))
         .credentials_provider(aws_sdk_sns::config::Credentials::new(
@@ -512,31 +513,38 @@ impl Stack {
             .collect()
     }
 
-    /// Configuration for this stack's topic plus the given variables, validated as at a cold start.
-    pub fn config_with(&self, vars: &[(&str, String)]) -> autopilot_shared::Config {
-        let topic = self.topic_arn.clone();
-        autopilot_shared::Config::from_lookup(|k| {
-            if k == autopilot_shared::config::TOPIC_ARN {
-                return Some(topic.clone());
-            }
-            vars.iter()
-                .find(|(name, _)| *name == k)
-                .map(|(_, v)| v.clone())
-        })
-        .expect("valid test configuration")
+    /// A configuration lookup holding this stack's topic plus the given variables,
+    /// for a function's `Config::from_lookup`, validated as at a cold start.
+    pub fn lookup(&self, vars: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
+        let mut pairs = vec![(
+            autopilot_shared::config::TOPIC_ARN.to_string(),
+            self.topic_arn.clone(),
+        )];
+        pairs.extend(vars.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        autopilot_shared::config::lookup_from(pairs)
     }
 
-    /// Configuration for this stack's topic and the given service mapping.
-    pub fn config(&self, services: Value, dry_run: bool) -> autopilot_shared::Config {
-        self.config_with(&[
-            (autopilot_shared::config::SERVICES, services.to_string()),
+    /// deploy's configuration for this stack's topic plus the given variables.
+    pub fn deploy_config_with(&self, vars: &[(&str, String)]) -> deploy::config::Config {
+        deploy::config::Config::from_lookup(self.lookup(vars)).expect("valid deploy configuration")
+    }
+
+    /// deploy's configuration for this stack's topic and the given service mapping.
+    pub fn config(&self, services: Value, dry_run: bool) -> deploy::config::Config {
+        self.deploy_config_with(&[
+            (deploy::config::SERVICES, services.to_string()),
             (autopilot_shared::config::DRY_RUN, dry_run.to_string()),
         ])
     }
 
-    /// Configuration for this stack's topic and the given rotations.
-    pub fn rotation_config(&self, rotations: Value) -> autopilot_shared::Config {
-        self.config_with(&[(autopilot_shared::config::ROTATIONS, rotations.to_string())])
+    /// rotate's configuration for this stack's topic plus the given variables.
+    pub fn rotate_config_with(&self, vars: &[(&str, String)]) -> rotate::config::Config {
+        rotate::config::Config::from_lookup(self.lookup(vars)).expect("valid rotate configuration")
+    }
+
+    /// rotate's configuration for this stack's topic and the given rotations.
+    pub fn rotation_config(&self, rotations: Value) -> rotate::config::Config {
+        self.rotate_config_with(&[(rotate::config::ROTATIONS, rotations.to_string())])
     }
 
     /// Every page received since the last call, oldest first.

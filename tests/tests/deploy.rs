@@ -1,7 +1,8 @@
 //! The deploy function end to end against the emulator: real SDK clients over HTTP.
 
+use autopilot_shared::{Failure, Report};
 use autopilot_tests::*;
-use deploy::{DeployError, Deployer, Report};
+use deploy::Deployer;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 
@@ -61,7 +62,7 @@ impl World {
     }
 }
 
-async fn invoke(deployer: &Deployer, event: Value) -> Result<Report, DeployError> {
+async fn invoke(deployer: &Deployer, event: Value) -> Result<Report, Failure> {
     deployer
         .handle(LambdaEvent::new(event, Context::default()))
         .await
@@ -86,7 +87,7 @@ async fn a_push_deploys_the_service_pinned_by_digest_and_tells_on_call() {
         .unwrap();
 
     assert_eq!(actions(&report), vec!["deploy"], "{report:?}");
-    let new_revision = report.outcomes[0].revision.clone().unwrap();
+    let new_revision = report.outcomes[0].detail("revision").unwrap().to_string();
     assert_eq!(w.current_revision().await, new_revision);
     let (td, tags) = w.stack.describe_task_definition(&new_revision).await;
     let app = td
@@ -109,7 +110,7 @@ async fn a_push_deploys_the_service_pinned_by_digest_and_tells_on_call() {
         .find(|d| d.status() == Some("PRIMARY"))
         .unwrap();
     assert_eq!(primary.task_definition(), Some(new_revision.as_str()));
-    assert_eq!(report.outcomes[0].deployment_id.as_deref(), primary.id());
+    assert_eq!(report.outcomes[0].detail("deployment_id"), primary.id());
     let breaker = service
         .deployment_configuration()
         .unwrap()
@@ -169,7 +170,7 @@ async fn the_new_revision_equals_the_old_except_the_image() {
     let report = invoke(&deployer, push_event(&w.repo, "v2.0.0", &digest))
         .await
         .unwrap();
-    let new_revision = report.outcomes[0].revision.clone().unwrap();
+    let new_revision = report.outcomes[0].detail("revision").unwrap().to_string();
 
     let (old, old_tags) = w.stack.describe_task_definition(&w.old_revision).await;
     let (new, new_tags) = w.stack.describe_task_definition(&new_revision).await;
@@ -323,7 +324,7 @@ async fn a_retry_after_a_failed_update_reuses_the_registered_revision() {
         .fail_next("UpdateService", 1, "AccessDeniedException");
 
     let err = invoke(&deployer, event.clone()).await.unwrap_err();
-    assert_eq!(err.error_type(), "autopilot.AwsCallFailed");
+    assert_eq!(err.code, "autopilot.AwsCallFailed");
     assert!(err.to_string().contains("UpdateService"), "{err}");
     assert_eq!(
         w.current_revision().await,
@@ -346,7 +347,7 @@ async fn a_retry_after_a_failed_update_reuses_the_registered_revision() {
     );
     assert_eq!(
         w.current_revision().await,
-        retry.outcomes[0].revision.clone().unwrap()
+        retry.outcomes[0].detail("revision").unwrap().to_string()
     );
     assert_eq!(w.stack.pages().await.len(), 1);
 }
@@ -360,7 +361,7 @@ async fn a_failed_page_fails_the_invocation_and_the_retry_announces() {
     w.stack.fail_next("Publish", 1, "InternalError");
 
     let err = invoke(&deployer, event.clone()).await.unwrap_err();
-    assert_eq!(err.error_type(), "autopilot.PageFailed");
+    assert_eq!(err.code, "autopilot.PageFailed");
     assert!(w.stack.pages().await.is_empty());
 
     let retry = invoke(&deployer, event.clone()).await.unwrap();
@@ -369,7 +370,7 @@ async fn a_failed_page_fails_the_invocation_and_the_retry_announces() {
     assert_eq!(pages.len(), 1);
     assert_eq!(
         pages[0].detail("Deployment").as_str(),
-        retry.outcomes[0].deployment_id.as_deref()
+        retry.outcomes[0].detail("deployment_id")
     );
     assert_eq!(w.stack.revisions(&w.family).await.len(), 2);
 
@@ -483,8 +484,11 @@ async fn a_failed_deployment_pages_critical_and_a_rollback_is_never_success() {
     let report = invoke(&deployer, push_event(&w.repo, "v1.4.2", &digest))
         .await
         .unwrap();
-    let deployment_id = report.outcomes[0].deployment_id.clone().unwrap();
-    let failed_revision = report.outcomes[0].revision.clone().unwrap();
+    let deployment_id = report.outcomes[0]
+        .detail("deployment_id")
+        .unwrap()
+        .to_string();
+    let failed_revision = report.outcomes[0].detail("revision").unwrap().to_string();
     w.stack.pages().await;
 
     // The cluster's side: tasks crash, the circuit breaker trips and rolls back.
@@ -557,7 +561,10 @@ async fn a_completed_deployment_resolves_the_incident() {
     let report = invoke(&deployer, push_event(&w.repo, "v1.4.2", &digest))
         .await
         .unwrap();
-    let deployment_id = report.outcomes[0].deployment_id.clone().unwrap();
+    let deployment_id = report.outcomes[0]
+        .detail("deployment_id")
+        .unwrap()
+        .to_string();
     let started = w.stack.pages().await;
     bridge(
         "/_bridge/ecs/deployment",
@@ -733,7 +740,7 @@ async fn malformed_and_unknown_events_fail_naming_the_problem() {
     ];
     for (event, kind, names) in cases {
         let err = invoke(&deployer, event).await.unwrap_err();
-        assert_eq!(err.error_type(), kind, "{err}");
+        assert_eq!(err.code, kind, "{err}");
         assert!(err.to_string().contains(names), "{names}: {err}");
     }
 }

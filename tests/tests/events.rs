@@ -1,8 +1,12 @@
 //! Every sample in `events/` parses as the function will parse it; the malformed
 //! ones fail with an error naming the bad field, through the real handler.
 
-use autopilot_shared::events::{self, EcrImageAction, EcsDeploymentStateChange, EventError};
+use autopilot_shared::events::{self, EventError};
 use autopilot_tests::*;
+use deploy::detail::{
+    EcrImageAction, EcsDeploymentStateChange, ECR_IMAGE_ACTION, ECS_DEPLOYMENT_STATE_CHANGE,
+    SCHEDULED_EVENT,
+};
 use deploy::Deployer;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
@@ -36,13 +40,13 @@ fn is_rotation(name: &str) -> bool {
 
 fn parse(value: Value) -> Result<(), EventError> {
     let envelope = events::envelope(value)?;
-    if events::is(&envelope, events::ECR_IMAGE_ACTION) {
-        events::detail::<EcrImageAction>(&envelope, events::ECR_IMAGE_ACTION)?;
-    } else if events::is(&envelope, events::ECS_DEPLOYMENT_STATE_CHANGE) {
-        events::detail::<EcsDeploymentStateChange>(&envelope, events::ECS_DEPLOYMENT_STATE_CHANGE)?;
+    if events::is(&envelope, ECR_IMAGE_ACTION) {
+        events::detail::<EcrImageAction>(&envelope, ECR_IMAGE_ACTION)?;
+    } else if events::is(&envelope, ECS_DEPLOYMENT_STATE_CHANGE) {
+        events::detail::<EcsDeploymentStateChange>(&envelope, ECS_DEPLOYMENT_STATE_CHANGE)?;
     } else {
         assert!(
-            events::is(&envelope, events::SCHEDULED_EVENT),
+            events::is(&envelope, SCHEDULED_EVENT),
             "unexpected kind {}",
             envelope.detail_type
         );
@@ -89,7 +93,7 @@ fn every_rotation_sample_parses_and_the_malformed_one_does_not() {
 async fn the_handlers_reject_the_malformed_samples() {
     let stack = Stack::new("samples").await;
     let deployer = Deployer::new(&stack.sdk, stack.config(json!([]), false));
-    let rotator = rotate::Rotator::new(&stack.sdk, stack.config(json!([]), false)).unwrap();
+    let rotator = rotate::Rotator::new(&stack.sdk, stack.rotation_config(json!([]))).unwrap();
     for (name, value) in samples()
         .into_iter()
         .filter(|(n, _)| n.starts_with("malformed-"))
@@ -99,18 +103,14 @@ async fn the_handlers_reject_the_malformed_samples() {
                 .handle(LambdaEvent::new(value, Context::default()))
                 .await
                 .unwrap_err();
-            assert_eq!(err.error_type, "autopilot.MalformedEvent", "{name}: {err}");
+            assert_eq!(err.code, "autopilot.MalformedEvent", "{name}: {err}");
             assert!(err.message.contains("SecretId"), "{name}: {err}");
         } else {
             let err = deployer
                 .handle(LambdaEvent::new(value, Context::default()))
                 .await
                 .unwrap_err();
-            assert_eq!(
-                err.error_type(),
-                "autopilot.MalformedEvent",
-                "{name}: {err}"
-            );
+            assert_eq!(err.code, "autopilot.MalformedEvent", "{name}: {err}");
         }
     }
 }

@@ -1,11 +1,13 @@
 //! The rotate function against the emulator's Secrets Manager and a real PostgreSQL.
 
-use autopilot_shared::config;
+use autopilot_shared::config::DRY_RUN;
+use autopilot_shared::{Failure, Report};
 use autopilot_tests::postgres::{ident, literal, postgres, Postgres};
 use autopilot_tests::rotation::*;
 use autopilot_tests::*;
 use lambda_runtime::{Context, LambdaEvent};
-use rotate::{Rotator, StepError, StepReport};
+use rotate::config;
+use rotate::Rotator;
 use serde_json::{json, Value};
 
 struct Fixture {
@@ -40,7 +42,7 @@ impl Fixture {
         self.stack.create_secret(base, &value.to_string()).await
     }
 
-    async fn step(&self, step: &str, arn: &str, token: &str) -> Result<StepReport, StepError> {
+    async fn step(&self, step: &str, arn: &str, token: &str) -> Result<Report, Failure> {
         self.rotator
             .handle(LambdaEvent::new(
                 rotation_event(step, arn, token),
@@ -148,7 +150,7 @@ async fn every_step_is_safe_to_run_twice() {
     f.step("createSecret", &arn, &token).await.unwrap();
     let pending = f.stack.secret_value(&arn, "AWSPENDING").await.unwrap();
     let again = f.step("createSecret", &arn, &token).await.unwrap();
-    assert_eq!(again.action, "skip", "{again:?}");
+    assert_eq!(again.actions(), vec!["skip"], "{again:?}");
     assert_eq!(
         f.stack.secret_value(&arn, "AWSPENDING").await.unwrap(),
         pending,
@@ -176,8 +178,8 @@ async fn every_step_is_safe_to_run_twice() {
     // A step replayed after the rotation ended does nothing.
     f.stack.end_rotation(&arn, &token).await;
     assert_eq!(
-        f.step("setSecret", &arn, &token).await.unwrap().action,
-        "skip"
+        f.step("setSecret", &arn, &token).await.unwrap().actions(),
+        vec!["skip"]
     );
 }
 
@@ -241,7 +243,7 @@ async fn failed_aws_calls_mid_step_are_retried_to_completion() {
     f.stack
         .fail_next("PutSecretValue", 1, "InternalServiceError");
     let err = f.step("createSecret", &arn, &token).await.unwrap_err();
-    assert_eq!(err.error_type, "autopilot.AwsCallFailed");
+    assert_eq!(err.code, "autopilot.AwsCallFailed");
     f.step("createSecret", &arn, &token).await.unwrap();
     f.step("setSecret", &arn, &token).await.unwrap();
     f.step("testSecret", &arn, &token).await.unwrap();
@@ -319,11 +321,7 @@ async fn tls_is_required_unless_the_secret_disables_it() {
 
     let err = f.step("setSecret", &arn, &token).await.unwrap_err();
 
-    assert_eq!(
-        err.error_type, "autopilot.DatabaseFailed",
-        "{}",
-        err.message
-    );
+    assert_eq!(err.code, "autopilot.DatabaseFailed", "{}", err.message);
     assert!(
         err.message.to_lowercase().contains("tls"),
         "{}",
@@ -388,7 +386,7 @@ async fn refuses_a_token_that_is_not_pending_and_a_disabled_rotation() {
         .secret("db", &rds_secret(f.pg.port, &user, "old-password-6"))
         .await;
     let err = f.step("createSecret", &arn, &token()).await.unwrap_err();
-    assert_eq!(err.error_type, "autopilot.RotationRefused");
+    assert_eq!(err.code, "autopilot.RotationRefused");
     assert!(err.message.contains("not enabled"), "{}", err.message);
     let t = f.stack.start_rotation(&arn).await;
     let err = f.step("setSecret", &arn, &token()).await.unwrap_err();
@@ -401,7 +399,7 @@ async fn refuses_a_token_that_is_not_pending_and_a_disabled_rotation() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(err.error_type, "autopilot.MalformedEvent");
+    assert_eq!(err.code, "autopilot.MalformedEvent");
     assert!(err.message.contains("dropSecret"), "{}", err.message);
     let err = f
         .rotator
@@ -671,7 +669,7 @@ async fn verified_tls_rotates_and_an_unknown_ca_is_refused() {
             .into_iter()
             .map(|ca| (config::DB_CA_BUNDLE, ca))
             .collect();
-        Rotator::new(&stack.sdk, stack.config_with(&vars)).unwrap()
+        Rotator::new(&stack.sdk, stack.rotate_config_with(&vars)).unwrap()
     };
     let run = |r: &Rotator, step: &'static str, token: String| {
         let event = LambdaEvent::new(rotation_event(step, &arn, &token), Context::default());
@@ -687,7 +685,7 @@ async fn verified_tls_rotates_and_an_unknown_ca_is_refused() {
     let err = run(&untrusting, "setSecret", token.clone())
         .await
         .unwrap_err();
-    assert_eq!(err.error_type, "autopilot.DatabaseFailed");
+    assert_eq!(err.code, "autopilot.DatabaseFailed");
     assert!(
         err.message.to_lowercase().contains("certificate"),
         "{}",
@@ -712,12 +710,12 @@ async fn dry_run_notifies_and_changes_nothing() {
     let stack = Stack::new("rotate_dry_run").await;
     let pg = postgres();
     let (user, arn) = stack.database_user(pg, "db", "old-password-dry").await;
-    let config = stack.config_with(&[
+    let config = stack.rotate_config_with(&[
         (
             config::ROTATIONS,
             json!([{"secret": stack.name("db"), "strategy": "postgres-single-user"}]).to_string(),
         ),
-        (config::DRY_RUN, "true".into()),
+        (DRY_RUN, "true".into()),
     ]);
     let rotator = Rotator::new(&stack.sdk, config).unwrap();
     let token = stack.start_rotation(&arn).await;
@@ -730,7 +728,7 @@ async fn dry_run_notifies_and_changes_nothing() {
             ))
             .await
             .unwrap();
-        assert_eq!(report.action, "dry-run", "{step}: {report:?}");
+        assert_eq!(report.actions(), vec!["dry-run"], "{step}: {report:?}");
     }
 
     assert!(

@@ -1,6 +1,6 @@
 //! The SAM template lints clean and wires every setting the code reads.
 
-use autopilot_shared::config;
+use autopilot_shared::config::{DRY_RUN, TOPIC_ARN};
 use autopilot_tests::root;
 use std::process::Command;
 
@@ -24,12 +24,13 @@ fn cfn_lint_is_clean() {
 fn the_template_sets_every_variable_the_configuration_reads() {
     let template = std::fs::read_to_string(root().join("template.yaml")).unwrap();
     for var in [
-        config::TOPIC_ARN,
-        config::SERVICES,
-        config::DRY_RUN,
-        config::DEPLOY_TIMEOUT_MINUTES,
-        config::ROTATIONS,
-        config::DB_CA_BUNDLE,
+        TOPIC_ARN,
+        DRY_RUN,
+        deploy::config::SERVICES,
+        deploy::config::DEPLOY_TIMEOUT_MINUTES,
+        deploy::config::DEPLOY_CONCURRENCY,
+        rotate::config::ROTATIONS,
+        rotate::config::DB_CA_BUNDLE,
     ] {
         assert!(
             template.contains(&format!("{var}:")),

@@ -4,12 +4,13 @@
 //! record the deployment id. A crash at any point leaves a state the next
 //! delivery of the same event finishes (see `plan::plan_service`).
 
+use crate::config::ServiceTarget;
 use crate::error::DeployError;
 use crate::plan::{refused_page, started_page, Decision, Push, Revision};
 use crate::taskdef::{ecs_tag, register_request, tag, Record};
-use crate::Outcome;
 use autopilot_shared::aws::AwsCallError;
-use autopilot_shared::{Pager, ServiceTarget};
+use autopilot_shared::invocation::Outcome;
+use autopilot_shared::Pager;
 use aws_sdk_ecs::types::DeploymentConfiguration;
 
 pub struct Apply<'a> {
@@ -43,8 +44,9 @@ impl Apply<'_> {
             } => {
                 self.announce(target, &record, &revision_arn, &deployment_id)
                     .await?;
-                outcome.revision = Some(revision_arn);
-                outcome.deployment_id = Some(deployment_id);
+                outcome = outcome
+                    .with("revision", revision_arn)
+                    .with("deployment_id", deployment_id);
             }
             Decision::Deploy { record, .. } if self.dry_run => {
                 self.pager
@@ -66,8 +68,9 @@ impl Apply<'_> {
                     .update_service(target, &arn, *deployment_configuration)
                     .await?;
                 self.announce(target, &record, &arn, &deployment_id).await?;
-                outcome.revision = Some(arn);
-                outcome.deployment_id = Some(deployment_id);
+                outcome = outcome
+                    .with("revision", arn)
+                    .with("deployment_id", deployment_id);
             }
         }
         Ok(outcome)

@@ -2,8 +2,8 @@
 
 use autopilot_shared::aws::AwsCallError;
 use autopilot_shared::events::EventError;
+use autopilot_shared::invocation::{code, Coded, Failure};
 use autopilot_shared::pager::PageError;
-use lambda_runtime::Diagnostic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -21,24 +21,19 @@ pub enum DeployError {
     Several(Vec<DeployError>),
 }
 
-impl DeployError {
-    /// The `errorType` Lambda records; alarms and DLQ consumers can match on it.
-    pub fn error_type(&self) -> &'static str {
+impl Coded for DeployError {
+    fn code(&self) -> &'static str {
         match self {
-            DeployError::Event(EventError::Malformed { .. }) => "autopilot.MalformedEvent",
-            DeployError::Event(EventError::Unsupported { .. }) => "autopilot.UnsupportedEvent",
-            DeployError::Aws(_) => "autopilot.AwsCallFailed",
-            DeployError::Page(_) => "autopilot.PageFailed",
-            DeployError::Several(_) => "autopilot.PartialFailure",
+            DeployError::Event(e) => e.code(),
+            DeployError::Aws(e) => e.code(),
+            DeployError::Page(e) => e.code(),
+            DeployError::Several(_) => code::PARTIAL_FAILURE,
         }
     }
 }
 
-impl From<DeployError> for Diagnostic {
+impl From<DeployError> for Failure {
     fn from(e: DeployError) -> Self {
-        Diagnostic {
-            error_type: e.error_type().to_string(),
-            error_message: e.to_string(),
-        }
+        Failure::of(&e)
     }
 }

@@ -10,6 +10,8 @@
 //! Each path reads state (`observe`), decides (`plan`, pure) and acts (`apply`).
 
 pub mod apply;
+pub mod config;
+pub mod detail;
 pub mod error;
 pub mod image;
 pub mod observe;
@@ -17,69 +19,27 @@ pub mod plan;
 pub mod taskdef;
 
 use crate::apply::Apply;
+use crate::config::{Config, ServiceTarget};
+use crate::detail::{
+    EcrImageAction, EcsDeploymentStateChange, ECR_IMAGE_ACTION, ECS_DEPLOYMENT_STATE_CHANGE,
+    SCHEDULED_EVENT,
+};
 use crate::image::ImageRef;
 use crate::plan::{Observed, Push, Verdict, VerdictDecision, VerdictFacts};
 use crate::taskdef::{container_image, family_of, tag, Record};
-use autopilot_shared::events::{
-    self, EcrImageAction, EcsDeploymentStateChange, Envelope, EventError,
-};
-use autopilot_shared::{Config, Pager, ServiceTarget};
+use autopilot_shared::events::{self, Envelope, EventError};
+use autopilot_shared::invocation::{self, Failure, Outcome, Report};
+use autopilot_shared::{aws, Pager};
 use aws_config::SdkConfig;
 use futures::future::join_all;
 use lambda_runtime::LambdaEvent;
-use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use tracing::Instrument;
 
 pub use error::DeployError;
 
 /// The name pages and logs carry.
 pub const FUNCTION: &str = "autopilot-deploy";
-
-/// What one invocation did, service by service. Returned to the caller and logged.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
-    pub event: String,
-    pub dry_run: bool,
-    pub outcomes: Vec<Outcome>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Outcome {
-    /// `cluster/service`, or the repository for an ignored push.
-    pub resource: String,
-    /// deploy, would-deploy, announce, skip, refuse, ignore, notify, warn.
-    pub action: String,
-    pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub deployment_id: Option<String>,
-}
-
-impl Outcome {
-    pub fn new(resource: &str, action: &str, reason: &str) -> Self {
-        Self {
-            resource: resource.to_string(),
-            action: action.to_string(),
-            reason: reason.to_string(),
-            revision: None,
-            deployment_id: None,
-        }
-    }
-
-    fn log(&self) {
-        tracing::info!(
-            resource = %self.resource,
-            action = %self.action,
-            reason = %self.reason,
-            revision = self.revision.as_deref().unwrap_or(""),
-            deployment_id = self.deployment_id.as_deref().unwrap_or(""),
-            "decision"
-        );
-    }
-}
 
 /// The deploy function: its configuration and clients, built once per cold start.
 #[derive(Debug, Clone)]
@@ -92,39 +52,29 @@ pub struct Deployer {
 
 impl Deployer {
     pub fn new(sdk: &SdkConfig, config: Config) -> Self {
-        let pager = Pager::new(aws_sdk_sns::Client::new(sdk), &config.topic_arn, FUNCTION);
+        let sdk = aws::for_function(sdk, FUNCTION);
         Self {
-            ecs: aws_sdk_ecs::Client::new(sdk),
-            ecr: aws_sdk_ecr::Client::new(sdk),
-            pager,
+            ecs: aws_sdk_ecs::Client::new(&sdk),
+            ecr: aws_sdk_ecr::Client::new(&sdk),
+            pager: Pager::for_function(&sdk, &config.common, FUNCTION),
             config,
         }
     }
 
     /// The Lambda handler.
-    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Report, DeployError> {
-        let span = tracing::info_span!("invocation", request_id = %event.context.request_id, function = FUNCTION);
-        async {
-            let result = self.dispatch(event.payload).await;
-            match &result {
-                Ok(report) => report.outcomes.iter().for_each(Outcome::log),
-                Err(e) => {
-                    tracing::error!(error_type = e.error_type(), error = %e, "invocation failed")
-                }
-            }
-            result
-        }
-        .instrument(span)
-        .await
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Report, Failure> {
+        // Boxed: the handler's future type is deep enough to exceed the compiler's layout limit.
+        let work = Box::pin(self.dispatch(event.payload));
+        invocation::run(FUNCTION, &event.context, work).await
     }
 
     async fn dispatch(&self, payload: Value) -> Result<Report, DeployError> {
         let envelope = events::envelope(payload)?;
-        let outcomes = if events::is(&envelope, events::ECR_IMAGE_ACTION) {
+        let outcomes = if events::is(&envelope, ECR_IMAGE_ACTION) {
             self.on_push(&envelope).await?
-        } else if events::is(&envelope, events::ECS_DEPLOYMENT_STATE_CHANGE) {
+        } else if events::is(&envelope, ECS_DEPLOYMENT_STATE_CHANGE) {
             self.on_deployment(&envelope).await?
-        } else if events::is(&envelope, events::SCHEDULED_EVENT) {
+        } else if events::is(&envelope, SCHEDULED_EVENT) {
             self.on_schedule(&envelope).await?
         } else {
             return Err(EventError::Unsupported {
@@ -137,7 +87,7 @@ impl Deployer {
         };
         Ok(Report {
             event: envelope.detail_type.clone(),
-            dry_run: self.config.dry_run,
+            dry_run: self.config.common.dry_run,
             outcomes,
         })
     }
@@ -146,12 +96,12 @@ impl Deployer {
         Apply {
             ecs: &self.ecs,
             pager: &self.pager,
-            dry_run: self.config.dry_run,
+            dry_run: self.config.common.dry_run,
         }
     }
 
     async fn on_push(&self, envelope: &Envelope) -> Result<Vec<Outcome>, DeployError> {
-        let detail: EcrImageAction = events::detail(envelope, events::ECR_IMAGE_ACTION)?;
+        let detail: EcrImageAction = events::detail(envelope, ECR_IMAGE_ACTION)?;
         let repo = detail.repository_name.clone();
         let ignore = |reason: String| Ok(vec![Outcome::new(&repo, "ignore", &reason)]);
         if detail.action_type != "PUSH" {
@@ -288,7 +238,7 @@ impl Deployer {
 
     async fn on_deployment(&self, envelope: &Envelope) -> Result<Vec<Outcome>, DeployError> {
         let detail: EcsDeploymentStateChange =
-            events::detail(envelope, events::ECS_DEPLOYMENT_STATE_CHANGE)?;
+            events::detail(envelope, ECS_DEPLOYMENT_STATE_CHANGE)?;
         let service_arn = envelope
             .resources
             .as_ref()
@@ -311,7 +261,7 @@ impl Deployer {
             return Ok(vec![Outcome::new(
                 &key,
                 "ignore",
-                &format!("{} carries no verdict", detail.event_name),
+                format!("{} carries no verdict", detail.event_name),
             )]);
         };
         let services = observe::services(
@@ -334,7 +284,7 @@ impl Deployer {
             return Ok(vec![Outcome::new(
                 &key,
                 "ignore",
-                &format!(
+                format!(
                     "deployment {} is not one autopilot started",
                     detail.deployment_id
                 ),
@@ -362,7 +312,7 @@ impl Deployer {
             stopped_tasks,
             service_events: observe::service_events(service),
         };
-        let mut outcome = match plan::plan_verdict(verdict, target, &facts) {
+        let outcome = match plan::plan_verdict(verdict, target, &facts) {
             VerdictDecision::Ignore { reason } => Outcome::new(&key, "ignore", &reason),
             VerdictDecision::Notify {
                 page,
@@ -376,9 +326,9 @@ impl Deployer {
                 Outcome::new(&key, "notify", &reason)
             }
         };
-        outcome.revision = Some(revision_arn);
-        outcome.deployment_id = Some(detail.deployment_id);
-        Ok(vec![outcome])
+        Ok(vec![outcome
+            .with("revision", revision_arn)
+            .with("deployment_id", detail.deployment_id)])
     }
 
     /// The configured target an ECS service ARN names. Old-format ARNs carry no
@@ -489,10 +439,11 @@ impl Deployer {
                     let id = deployment.id().unwrap_or_default();
                     self.pager.send(&page).await?;
                     self.apply().tag(revision, tag::TIMEOUT_WARNED, id).await?;
-                    let mut o = Outcome::new(&key, "warn", &page.summary);
-                    o.revision = Some(revision.to_string());
-                    o.deployment_id = Some(id.to_string());
-                    outcomes.push(o);
+                    outcomes.push(
+                        Outcome::new(&key, "warn", &page.summary)
+                            .with("revision", revision)
+                            .with("deployment_id", id),
+                    );
                 }
             }
         }

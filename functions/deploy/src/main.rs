@@ -1,6 +1,7 @@
 //! The deploy Lambda: logging, configuration, clients, then the runtime loop.
 
-use autopilot_shared::{aws, logging, Config};
+use autopilot_shared::{aws, logging};
+use deploy::config::Config;
 use deploy::Deployer;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::Value;

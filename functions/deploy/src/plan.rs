@@ -2,10 +2,10 @@
 //! deployment, and why. No I/O here; `observe` reads the state these take and
 //! `apply` carries their result out. Every branch is unit-tested below.
 
+use crate::config::ServiceTarget;
 use crate::image::{ecr_registry, pinned, EcrImageId, ImageRef};
 use crate::taskdef::{container_image, NewRevision, Record, TAG_LIMIT};
 use autopilot_shared::pager::{Action, Page, Severity};
-use autopilot_shared::ServiceTarget;
 use aws_sdk_ecs::types::{
     DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentRolloutState, Service, Tag,
     TaskDefinition,

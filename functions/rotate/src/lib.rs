@@ -7,33 +7,44 @@
 //! pages a secret value. After finishSecret it rewrites dependent secrets and
 //! redeploys the ECS services that read the secret.
 
+pub mod config;
 pub mod db;
 pub mod plan;
 mod run;
 pub mod secret;
 pub mod sql;
 
+use crate::config::Config;
 use crate::db::Tls;
 use crate::plan::Step;
 use crate::run::Run;
-use autopilot_shared::aws::AwsCallError;
+use autopilot_shared::aws::{self, AwsCallError};
+use autopilot_shared::events::{self, EventError};
+use autopilot_shared::invocation::{self, Coded, Failure, Report};
 use autopilot_shared::pager::PageError;
-use autopilot_shared::{Config, Pager};
+use autopilot_shared::Pager;
 use aws_config::SdkConfig;
 use aws_lambda_events::secretsmanager::SecretsManagerSecretRotationEvent;
-use lambda_runtime::{Diagnostic, LambdaEvent};
-use serde::Serialize;
+use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use std::sync::Mutex;
-use tracing::Instrument;
 
 pub const FUNCTION: &str = "autopilot-rotate";
+
+/// rotate's own `errorType` codes, beside the shared ones.
+pub mod code {
+    /// The step must not run: rotation disabled, token not pending, a secret or
+    /// configuration that cannot be used, or a check that failed.
+    pub const ROTATION_REFUSED: &str = "autopilot.RotationRefused";
+    /// The database refused a login or a statement.
+    pub const DATABASE_FAILED: &str = "autopilot.DatabaseFailed";
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
     /// The event is not a rotation event, or names an unknown step.
-    #[error("malformed rotation event: {0}")]
-    Event(String),
+    #[error(transparent)]
+    Event(#[from] EventError),
     /// The step must not run (rotation disabled, token not pending, bad secret or configuration).
     #[error("{0}")]
     Protocol(String),
@@ -45,43 +56,16 @@ pub enum RotateError {
     Page(#[from] PageError),
 }
 
-impl RotateError {
-    pub fn error_type(&self) -> &'static str {
+impl Coded for RotateError {
+    fn code(&self) -> &'static str {
         match self {
-            RotateError::Event(_) => "autopilot.MalformedEvent",
-            RotateError::Protocol(_) => "autopilot.RotationRefused",
-            RotateError::Aws(_) => "autopilot.AwsCallFailed",
-            RotateError::Db(_) => "autopilot.DatabaseFailed",
-            RotateError::Page(_) => "autopilot.PageFailed",
+            RotateError::Event(e) => e.code(),
+            RotateError::Protocol(_) => code::ROTATION_REFUSED,
+            RotateError::Aws(e) => e.code(),
+            RotateError::Db(_) => code::DATABASE_FAILED,
+            RotateError::Page(e) => e.code(),
         }
     }
-}
-
-/// What a failed invocation reports: the error's type and its text with every
-/// secret value seen during the invocation replaced.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct StepError {
-    pub error_type: &'static str,
-    pub message: String,
-}
-
-impl From<StepError> for Diagnostic {
-    fn from(e: StepError) -> Self {
-        Diagnostic {
-            error_type: e.error_type.to_string(),
-            error_message: e.message,
-        }
-    }
-}
-
-/// What one step did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StepReport {
-    pub step: String,
-    pub secret: String,
-    pub action: String,
-    pub reason: String,
 }
 
 /// The rotate function: configuration, clients and TLS roots, built once per cold start.
@@ -97,51 +81,53 @@ pub struct Rotator {
 impl Rotator {
     pub fn new(sdk: &SdkConfig, config: Config) -> Result<Self, String> {
         let tls = Tls::load(config.db_ca_bundle.as_deref())?;
+        let sdk = aws::for_function(sdk, FUNCTION);
         Ok(Self {
-            sm: aws_sdk_secretsmanager::Client::new(sdk),
-            ecs: aws_sdk_ecs::Client::new(sdk),
-            pager: Pager::new(aws_sdk_sns::Client::new(sdk), &config.topic_arn, FUNCTION),
+            sm: aws_sdk_secretsmanager::Client::new(&sdk),
+            ecs: aws_sdk_ecs::Client::new(&sdk),
+            pager: Pager::for_function(&sdk, &config.common, FUNCTION),
             config,
             tls,
         })
     }
 
     /// The Lambda handler.
-    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<StepReport, StepError> {
-        let request_id = event.context.request_id.clone();
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Report, Failure> {
+        let work = Box::pin(self.dispatch(event.payload));
+        invocation::run(FUNCTION, &event.context, work).await
+    }
+
+    async fn dispatch(&self, payload: Value) -> Result<Report, Failure> {
         let parsed: SecretsManagerSecretRotationEvent =
-            serde_path_to_error::deserialize(event.payload).map_err(|e| StepError {
-                error_type: "autopilot.MalformedEvent",
-                message: format!("malformed rotation event: {}: {}", e.path(), e.inner()),
-            })?;
-        let span = tracing::info_span!("invocation", request_id = %request_id, function = FUNCTION, resource = %parsed.secret_id, step = %parsed.step);
-        async {
-            let Some(step) = Step::parse(&parsed.step) else {
-                let e = StepError {
-                    error_type: "autopilot.MalformedEvent",
-                    message: format!("malformed rotation event: Step: `{}` is not createSecret, setSecret, testSecret or finishSecret", parsed.step),
-                };
-                tracing::error!(error_type = e.error_type, error = %e, "invocation failed");
-                return Err(e);
-            };
-            let run = Run {
-                rotator: self,
-                secret_id: parsed.secret_id.clone(),
-                token: parsed.client_request_token.clone(),
-                step,
-                seen: Mutex::new(Vec::new()),
-                name: Mutex::new(parsed.secret_id.clone()),
-                strategy: Mutex::new(None),
-            };
-            match run.step().await {
-                Ok(report) => {
-                    tracing::info!(action = %report.action, reason = %report.reason, "step done");
-                    Ok(report)
-                }
-                Err(e) => Err(run.fail(e).await),
-            }
+            events::parse(payload, "Secrets Manager rotation event")
+                .map_err(|e| Failure::of(&e))?;
+        invocation::record_resource(&parsed.secret_id);
+        let Some(step) = Step::parse(&parsed.step) else {
+            return Err(Failure::of(&EventError::Malformed {
+                what: "Secrets Manager rotation event".into(),
+                path: "Step".into(),
+                message: format!(
+                    "`{}` is not createSecret, setSecret, testSecret or finishSecret",
+                    parsed.step
+                ),
+            }));
+        };
+        let run = Run {
+            rotator: self,
+            secret_id: parsed.secret_id.clone(),
+            token: parsed.client_request_token.clone(),
+            step,
+            seen: Mutex::new(Vec::new()),
+            name: Mutex::new(parsed.secret_id.clone()),
+            strategy: Mutex::new(None),
+        };
+        match run.step().await {
+            Ok(outcome) => Ok(Report {
+                event: step.as_str().to_string(),
+                dry_run: self.config.common.dry_run,
+                outcomes: vec![outcome],
+            }),
+            Err(e) => Err(run.fail(e).await),
         }
-        .instrument(span)
-        .await
     }
 }

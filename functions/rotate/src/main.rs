@@ -1,7 +1,8 @@
 //! The rotate Lambda: logging, configuration, clients, then the runtime loop.
 
-use autopilot_shared::{aws, logging, Config};
+use autopilot_shared::{aws, logging};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use rotate::config::Config;
 use rotate::Rotator;
 use serde_json::Value;
 

@@ -1,9 +1,9 @@
 //! Pure rotation decisions: is this step ours to run, what the pending secret
 //! holds, who the next user is, what dependent secrets become, and the pages.
 
+use crate::config::{Dependent, DependentFormat, RotationTarget, Strategy};
 use crate::secret::DbSecret;
 use crate::sql::IDENTIFIER_LIMIT;
-use autopilot_shared::config::{Dependent, DependentFormat, RotationTarget, Strategy};
 use autopilot_shared::pager::{Action, Page, Severity};
 use std::collections::HashMap;
 use std::fmt;

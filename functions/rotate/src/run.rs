@@ -2,14 +2,15 @@
 //! the follow-up after finishSecret. Every secret value read is remembered so
 //! that errors can be scrubbed of it before they are logged or paged.
 
+use crate::config::{RotationTarget, Strategy};
 use crate::db;
 use crate::plan::{
     self, Preflight, Step, Versions, AWSCURRENT, AWSPENDING, AWSPREVIOUS, CONSUMERS_REDEPLOYED,
 };
 use crate::secret::DbSecret;
-use crate::{RotateError, Rotator, StepError, StepReport};
+use crate::{RotateError, Rotator};
 use autopilot_shared::aws::AwsCallError;
-use autopilot_shared::config::{RotationTarget, Strategy};
+use autopilot_shared::invocation::{Coded, Failure, Outcome};
 use serde_json::Value;
 use std::sync::Mutex;
 
@@ -29,13 +30,8 @@ impl Run<'_> {
         self.name.lock().map(|n| n.clone()).unwrap_or_default()
     }
 
-    fn report(&self, action: &str, reason: impl Into<String>) -> StepReport {
-        StepReport {
-            step: self.step.as_str().to_string(),
-            secret: self.name(),
-            action: action.to_string(),
-            reason: reason.into(),
-        }
+    fn report(&self, action: &str, reason: impl Into<String>) -> Outcome {
+        Outcome::new(self.name(), action, reason).with("version", &self.token)
     }
 
     /// Replaces every secret value read in this invocation (and its JSON fields) with `***`.
@@ -65,13 +61,11 @@ impl Run<'_> {
     }
 
     /// Pages on-call with the step and the scrubbed error, and returns the error Lambda reports.
-    pub(crate) async fn fail(&self, e: RotateError) -> StepError {
-        let message = self.scrub(&e.to_string());
-        let error = StepError {
-            error_type: e.error_type(),
-            message,
+    pub(crate) async fn fail(&self, e: RotateError) -> Failure {
+        let error = Failure {
+            code: e.code(),
+            message: self.scrub(&e.to_string()),
         };
-        tracing::error!(error_type = error.error_type, error = %error.message, "step failed");
         let strategy = self.strategy.lock().ok().and_then(|s| *s);
         let page = plan::failure_page(
             &self.name(),
@@ -192,7 +186,7 @@ impl Run<'_> {
         Ok(())
     }
 
-    pub(crate) async fn step(&self) -> Result<StepReport, RotateError> {
+    pub(crate) async fn step(&self) -> Result<Outcome, RotateError> {
         let versions = self.versions().await?;
         let name = self.name();
         match plan::preflight(self.step, &name, &self.token, &versions) {
@@ -208,14 +202,14 @@ impl Run<'_> {
             }
             Preflight::Adopt { abandoned } => {
                 tracing::warn!(action = "adopt_pending", abandoned = %abandoned, reason = "an abandoned rotation left AWSPENDING on another version", "moving AWSPENDING to this rotation");
-                if !self.rotator.config.dry_run {
+                if !self.rotator.config.common.dry_run {
                     self.move_label(&self.secret_id, AWSPENDING, &self.token, Some(&abandoned))
                         .await?;
                 }
             }
             Preflight::Proceed => {}
         }
-        if self.rotator.config.dry_run {
+        if self.rotator.config.common.dry_run {
             return self.dry_run().await;
         }
         match self.step {
@@ -237,7 +231,7 @@ impl Run<'_> {
         }
     }
 
-    async fn dry_run(&self) -> Result<StepReport, RotateError> {
+    async fn dry_run(&self) -> Result<Outcome, RotateError> {
         if self.step == Step::Create {
             let current = self.required(&self.secret_id, AWSCURRENT, None).await?;
             let strategy = self.strategy_of(&current)?;
@@ -252,7 +246,7 @@ impl Run<'_> {
         ))
     }
 
-    async fn create(&self) -> Result<StepReport, RotateError> {
+    async fn create(&self) -> Result<Outcome, RotateError> {
         let current = self.required(&self.secret_id, AWSCURRENT, None).await?;
         let strategy = self.strategy_of(&current)?;
         let policy = self
@@ -309,7 +303,7 @@ impl Run<'_> {
         }
     }
 
-    async fn set(&self) -> Result<StepReport, RotateError> {
+    async fn set(&self) -> Result<Outcome, RotateError> {
         let pending_text = self
             .required(&self.secret_id, AWSPENDING, Some(&self.token))
             .await?;
@@ -330,7 +324,7 @@ impl Run<'_> {
         }
     }
 
-    async fn set_single_user(&self, pending: &DbSecret) -> Result<StepReport, RotateError> {
+    async fn set_single_user(&self, pending: &DbSecret) -> Result<Outcome, RotateError> {
         let tls = &self.rotator.tls;
         if db::check_login(pending, tls).await.is_ok() {
             return Ok(self.report(
@@ -369,7 +363,7 @@ impl Run<'_> {
         Ok(self.report("set", format!("set the password of {}", pending.username)))
     }
 
-    async fn set_alternating(&self, pending: &DbSecret) -> Result<StepReport, RotateError> {
+    async fn set_alternating(&self, pending: &DbSecret) -> Result<Outcome, RotateError> {
         let master_arn = pending.masterarn.clone().ok_or_else(|| {
             RotateError::Protocol(format!(
                 "secret {} has no masterarn, which alternating users need",
@@ -419,7 +413,7 @@ impl Run<'_> {
         ))
     }
 
-    async fn test(&self) -> Result<StepReport, RotateError> {
+    async fn test(&self) -> Result<Outcome, RotateError> {
         let pending_text = self
             .required(&self.secret_id, AWSPENDING, Some(&self.token))
             .await?;
@@ -444,7 +438,7 @@ impl Run<'_> {
 
     /// After AWSCURRENT has moved: rewrite dependent secrets, redeploy consumers, tell on-call.
     /// Safe to repeat: a dependent already right is left alone, consumers are redeployed once per version.
-    async fn after_finish(&self, versions: &Versions) -> Result<StepReport, RotateError> {
+    async fn after_finish(&self, versions: &Versions) -> Result<Outcome, RotateError> {
         let target = self.target().cloned();
         let dependents = target
             .as_ref()

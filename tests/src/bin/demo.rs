@@ -9,8 +9,9 @@
 //! `backend` service redeployed.
 //! With `--serve` it keeps the emulator up afterwards for `cargo lambda invoke`.
 
+use autopilot_shared::Report;
 use autopilot_tests::*;
-use deploy::{Deployer, Report};
+use deploy::Deployer;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 
@@ -86,8 +87,14 @@ async fn main() {
     print_pages(&stack).await;
 
     println!("== 4. The cluster: backend becomes healthy; worker's tasks crash and the circuit breaker rolls back");
-    let api_deployment = report.outcomes[0].deployment_id.clone().unwrap();
-    let worker_deployment = report.outcomes[1].deployment_id.clone().unwrap();
+    let api_deployment = report.outcomes[0]
+        .detail("deployment_id")
+        .unwrap()
+        .to_string();
+    let worker_deployment = report.outcomes[1]
+        .detail("deployment_id")
+        .unwrap()
+        .to_string();
     bridge(
         "/_bridge/ecs/deployment",
         json!({"cluster": cluster, "service": "backend", "deploymentId": api_deployment, "outcome": "COMPLETED"}),
@@ -183,7 +190,10 @@ async fn rotation_story(stack: &Stack, cluster: &str) {
             ))
             .await
         {
-            Ok(r) => println!("   [{}] {step}: {}", r.action, r.reason),
+            Ok(r) => println!(
+                "   [{}] {step}: {}",
+                r.outcomes[0].action, r.outcomes[0].reason
+            ),
             Err(e) => {
                 eprintln!("   {step} failed: {e}");
                 std::process::exit(1);
