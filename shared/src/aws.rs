@@ -49,7 +49,7 @@ pub fn for_function(sdk: &SdkConfig, function: &'static str) -> SdkConfig {
 
 /// An AWS call that failed: the operation, the resource it was about, and the
 /// service's own message with its full context (error code, request id).
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{operation} on {resource} failed: {message}")]
 pub struct AwsCallError {
     pub operation: &'static str,

@@ -12,11 +12,23 @@ here, in one place, with a comment naming it, instead of being skipped in a test
   whenever the task definition changes or a new deployment is forced, as ECS does.
 * ECS CreateService drops ``deploymentConfiguration``; the bridge keeps it.
 * ECS ListTasks ignores ``serviceName``; the bridge filters on the task group.
+  It also refuses what AWS refuses: ``startedBy`` with any other filter ("When you
+  specify startedBy as the filter, it must be the only filter that you use", ECS
+  API reference), and ``serviceName`` with ``family`` or ``containerInstance``
+  ("cannot specify serviceName with other arguments", as AWS answers).
+* ECS RegisterTaskDefinition accepts ``placementConstraints`` and ``ipcMode`` on a
+  FARGATE task definition, which AWS refuses ("This parameter isn't supported for
+  tasks run on Fargate", TaskDefinition reference); the bridge refuses them too.
+* ECS CreateService accepts an ``awsvpc`` service without ``networkConfiguration``;
+  AWS refuses ("Network Configuration must be provided when networkMode 'awsvpc'
+  is specified"), and so does the bridge. ``POST /_bridge/ec2/network`` returns
+  the default VPC's subnet and security group to pass.
 * ECS never finishes a deployment. ``POST /_bridge/ecs/deployment`` plays the
   outcome a real cluster would produce: COMPLETED, or FAILED with the circuit
   breaker's rollback and the stopped tasks that tripped it.
-* ECR stores ``imagePushedAt`` in whole seconds, so pushes in one second tie.
-  ``POST /_bridge/ecr/pushed-at`` sets it, so ordering tests need no sleeps.
+* ECR stores ``imagePushedAt`` in whole seconds, so pushes in one second tie,
+  where AWS keeps a fraction. ``POST /_bridge/ecr/pushed-at`` sets it, fraction
+  included, so ordering tests need no sleeps.
 * moto has no fault injection. ``POST /_bridge/fault`` makes the next N calls of
   an operation fail with the given error, over real HTTP. ``match`` limits it to
   requests whose body contains a string, so tests running in parallel each get
@@ -27,11 +39,22 @@ here, in one place, with a comment naming it, instead of being skipped in a test
   refuses too.
 * Counting calls: ``POST /_bridge/calls`` returns, in order, the operations whose
   request body contains ``match``, so a test can assert how often AWS was called.
+  ``POST /_bridge/fault/clear`` drops a test's remaining faults.
+* Latency: ``POST /_bridge/slow`` delays matching calls of an operation, and
+  ``POST /_bridge/inflight`` tells the most of them that were ever in flight at
+  once, so a test can see how many calls a function makes concurrently.
+* IAM: moto checks no permission. With ``AUTOPILOT_CALL_LOG`` set, every call
+  made by an autopilot function (its SDK app name, ``app/autopilot-*`` in the
+  user agent) is appended to that file as ``{"function", "service", "operation"}``,
+  with the service from the SigV4 credential scope; a test compares the whole
+  suite's calls with what ``template.yaml`` grants each function.
 """
 
+import inspect
 import io
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -41,6 +64,7 @@ from werkzeug.serving import make_server
 
 from moto.backends import get_backend
 from moto.core.utils import utcnow
+from moto.ecs import exceptions as ecs_exceptions
 from moto.ecs import models as ecs_models
 from moto.moto_api._internal import mock_random
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -96,16 +120,61 @@ def update_service(self, props):
     return service
 
 
+_LIST_TASKS_PARAMS = inspect.signature(_orig_list_tasks)
+
+
 def list_tasks(self, *args, **kwargs):
-    tasks = _orig_list_tasks(self, *args, **kwargs)
-    service_name = kwargs.get("service_name")
+    # moto's responses pass every filter positionally; bind them to their names.
+    bound = _LIST_TASKS_PARAMS.bind(self, *args, **kwargs)
+    bound.apply_defaults()
+    f = bound.arguments
+    others = [name for name in ("container_instance", "family", "service_name", "desiredStatus") if f.get(name)]
+    if f.get("started_by") and others:
+        raise ecs_exceptions.InvalidParameterException(
+            "When you specify startedBy as the filter, it must be the only filter that you use."
+        )
+    if f.get("service_name") and (f.get("family") or f.get("container_instance")):
+        raise ecs_exceptions.InvalidParameterException("cannot specify serviceName with other arguments")
+    tasks = _orig_list_tasks(*bound.args, **bound.kwargs)
+    service_name = f.get("service_name")
     if service_name:
         tasks = [t for t in tasks if t.group == f"service:{service_name}"]
     return tasks
 
 
+_orig_register_task_definition = Backend.register_task_definition
+
+
+def register_task_definition(self, *args, **kwargs):
+    if "FARGATE" in (kwargs.get("requires_compatibilities") or []):
+        for param, name in (("placement_constraints", "placementConstraints"), ("ipc_mode", "ipcMode")):
+            if kwargs.get(param):
+                raise ecs_exceptions.EcsClientException(
+                    f"Tasks using the Fargate launch type do not support {name}."
+                )
+    return _orig_register_task_definition(self, *args, **kwargs)
+
+
+_orig_create_service = Backend.create_service
+
+
+_CREATE_SERVICE_PARAMS = inspect.signature(_orig_create_service)
+
+
+def create_service(self, *args, **kwargs):
+    f = _CREATE_SERVICE_PARAMS.bind(self, *args, **kwargs).arguments
+    task_definition = self.describe_task_definition(f["task_definition_str"])
+    if task_definition.network_mode == "awsvpc" and not f.get("network_configuration"):
+        raise ecs_exceptions.InvalidParameterException(
+            "Network Configuration must be provided when networkMode 'awsvpc' is specified."
+        )
+    return _orig_create_service(self, *args, **kwargs)
+
+
 Backend.update_service = update_service
 Backend.list_tasks = list_tasks
+Backend.register_task_definition = register_task_definition
+Backend.create_service = create_service
 
 from moto.ecs import responses as ecs_responses  # noqa: E402
 
@@ -199,12 +268,20 @@ def service_event(body):
     return {}
 
 
+def network(body):
+    """The default VPC's first default subnet and its default security group."""
+    ec2 = get_backend("ec2")[ACCOUNT][body.get("region", "us-east-1")]
+    subnets = ec2.describe_subnets(filters={"default-for-az": ["true"]})
+    group = ec2.get_default_security_group(ec2.default_vpc.id)
+    return {"subnets": [sorted(s.id for s in subnets)[0]], "securityGroups": [group.id]}
+
+
 def pushed_at(body):
     backend = get_backend("ecr")[ACCOUNT][body.get("region", "us-east-1")]
     repository = backend.repositories[body["repository"]]
     for image in repository.images:
         if image.image_digest == body["digest"]:
-            image.image_pushed_at = int(body["epoch"])
+            image.image_pushed_at = float(body["epoch"])
     return {}
 
 
@@ -240,10 +317,67 @@ _calls = []
 _lock = threading.Lock()
 
 
+_slow = []
+_inflight = {}
+_CALL_LOG = os.environ.get("AUTOPILOT_CALL_LOG")
+_APP = re.compile(r"app/(autopilot-[A-Za-z0-9-]+)")
+
+
 def add_fault(body):
     with _lock:
         _faults.append(dict(body))
     return {}
+
+
+def clear_faults(body):
+    needle = body.get("match", "")
+    with _lock:
+        _faults[:] = [f for f in _faults if f.get("match", "") != needle]
+    return {}
+
+
+def add_slow(body):
+    with _lock:
+        _slow.append(dict(body))
+    return {}
+
+
+def inflight(body):
+    with _lock:
+        entry = _inflight.get((body["operation"], body.get("match", "")), {"now": 0, "max": 0})
+        return {"max": entry["max"]}
+
+
+def _slow_rule(operation, text):
+    with _lock:
+        for rule in _slow:
+            if rule["operation"] == operation and rule.get("match", "") in text:
+                return rule
+    return None
+
+
+def _track(rule, delta):
+    key = (rule["operation"], rule.get("match", ""))
+    with _lock:
+        entry = _inflight.setdefault(key, {"now": 0, "max": 0})
+        entry["now"] += delta
+        entry["max"] = max(entry["max"], entry["now"])
+
+
+def _log_call(environ, operation):
+    """Appends a call made by an autopilot function to the suite's call log."""
+    if not _CALL_LOG:
+        return
+    agent = environ.get("HTTP_X_AMZ_USER_AGENT", "") + " " + environ.get("HTTP_USER_AGENT", "")
+    app = _APP.search(agent)
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    scope = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request", auth)
+    if not app or not scope:
+        return
+    line = json.dumps({"function": app.group(1), "service": scope.group(1), "operation": operation})
+    with _lock:
+        with open(_CALL_LOG, "a") as f:
+            f.write(line + "\n")
 
 
 def calls(body):
@@ -296,6 +430,10 @@ def _fault_response(environ, start_response, fault):
 
 CONTROL = {
     "/_bridge/fault": add_fault,
+    "/_bridge/fault/clear": clear_faults,
+    "/_bridge/slow": add_slow,
+    "/_bridge/inflight": inflight,
+    "/_bridge/ec2/network": network,
     "/_bridge/calls": calls,
     "/_bridge/ecs/deployment": finish_deployment,
     "/_bridge/ecs/service-event": service_event,
@@ -321,11 +459,22 @@ class Bridge:
             start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
         operation = _operation(environ, raw)
-        if operation:
-            fault = _take_fault(operation, raw)
-            if fault:
-                return _fault_response(environ, start_response, fault)
-        return self.app(environ, start_response)
+        if not operation:
+            return self.app(environ, start_response)
+        _log_call(environ, operation)
+        fault = _take_fault(operation, raw)
+        if fault:
+            return _fault_response(environ, start_response, fault)
+        rule = _slow_rule(operation, raw.decode("utf-8", "replace"))
+        if not rule:
+            return self.app(environ, start_response)
+        # Latency the test asked for, so concurrent calls overlap and can be counted.
+        _track(rule, +1)
+        try:
+            time.sleep(float(rule.get("seconds", 0.2)))
+            return self.app(environ, start_response)
+        finally:
+            _track(rule, -1)
 
 
 def _exit_with_parent(parent):

@@ -385,9 +385,10 @@ async fn an_older_push_arriving_late_does_not_roll_back() {
     let deployer = w.deployer(w.mapping(), false).await;
     let older = w.stack.push(&w.repo, "v1.4.2").await;
     let newer = w.stack.push(&w.repo, "v1.4.3").await;
-    w.stack.set_pushed_at(&w.repo, &w.old_digest, 1_699_999_000);
-    w.stack.set_pushed_at(&w.repo, &older, 1_700_000_000);
-    w.stack.set_pushed_at(&w.repo, &newer, 1_700_000_060);
+    w.stack
+        .set_pushed_at(&w.repo, &w.old_digest, 1_699_999_000.0);
+    w.stack.set_pushed_at(&w.repo, &older, 1_700_000_000.0);
+    w.stack.set_pushed_at(&w.repo, &newer, 1_700_000_060.0);
 
     let report = invoke(&deployer, push_event(&w.repo, "v1.4.3", &newer))
         .await
@@ -613,14 +614,18 @@ async fn a_deployment_without_a_verdict_warns_once_with_the_service_events() {
         json!({"cluster": w.cluster, "service": w.service, "message": message}),
     );
 
-    let in_minutes = |m: i64| (chrono::Utc::now() + chrono::Duration::minutes(m)).to_rfc3339();
-    let early = invoke(&deployer, scheduled_event(&in_minutes(1)))
+    // The schedule's own input from template.yaml, at Scheduler's time format.
+    let in_minutes = |m: i64| {
+        (chrono::Utc::now() + chrono::Duration::minutes(m))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let early = invoke(&deployer, sweep_event(&in_minutes(1)))
         .await
         .unwrap();
     assert_eq!(actions(&early), vec!["ignore"]);
 
     let late = in_minutes(31);
-    let report = invoke(&deployer, scheduled_event(&late)).await.unwrap();
+    let report = invoke(&deployer, sweep_event(&late)).await.unwrap();
     assert_eq!(actions(&report), vec!["warn"], "{report:?}");
     let pages = w.stack.pages().await;
     assert_eq!(pages.len(), 1);
@@ -636,7 +641,7 @@ async fn a_deployment_without_a_verdict_warns_once_with_the_service_events() {
         .unwrap()
         .contains("unable to place a task"));
 
-    let again = invoke(&deployer, scheduled_event(&late)).await.unwrap();
+    let again = invoke(&deployer, sweep_event(&late)).await.unwrap();
     assert_eq!(actions(&again), vec!["ignore"]);
     assert!(w.stack.pages().await.is_empty());
 }
@@ -771,5 +776,516 @@ async fn one_deploy_makes_eight_aws_calls() {
             "Publish",
             "TagResource",
         ]
+    );
+}
+
+/// Plays a FAILED deployment with the circuit breaker's rollback to `rollback_to`,
+/// and returns the rollback deployment's id.
+fn fail_deployment(w: &World, deployment_id: &str, rollback_to: &str) -> String {
+    let outcome = bridge(
+        "/_bridge/ecs/deployment",
+        json!({"cluster": w.cluster, "service": w.service, "deploymentId": deployment_id, "outcome": "FAILED",
+               "reason": "ECS deployment circuit breaker: tasks failed to start.",
+               "stoppedReasons": ["Essential container in task exited"],
+               "rollbackTo": rollback_to}),
+    );
+    outcome["rollbackDeploymentId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn complete_deployment(w: &World, deployment_id: &str) {
+    bridge(
+        "/_bridge/ecs/deployment",
+        json!({"cluster": w.cluster, "service": w.service, "deploymentId": deployment_id, "outcome": "COMPLETED"}),
+    );
+}
+
+fn verdict_event(w: &World, deployment_id: &str, event_name: &str) -> Value {
+    deployment_event(&w.service_arn, deployment_id, event_name, "")
+}
+
+fn count(calls: &[String], op: &str) -> usize {
+    calls.iter().filter(|c| *c == op).count()
+}
+
+#[tokio::test]
+async fn a_failed_stopped_task_lookup_is_named_and_the_failed_page_still_goes() {
+    let w = World::new("lookup_fails").await;
+    let deployer = w.deployer(w.mapping(), false).await;
+    let digest = w.stack.push(&w.repo, "v1.4.2").await;
+    let report = invoke(&deployer, push_event(&w.repo, "v1.4.2", &digest))
+        .await
+        .unwrap();
+    let deployment_id = report.outcomes[0]
+        .detail("deployment_id")
+        .unwrap()
+        .to_string();
+    fail_deployment(&w, &deployment_id, &w.old_revision);
+    w.stack.pages().await;
+    w.stack.fail_next("ListTasks", 1, "AccessDeniedException");
+
+    let report = invoke(
+        &deployer,
+        verdict_event(&w, &deployment_id, "SERVICE_DEPLOYMENT_FAILED"),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(report.actions(), vec!["notify"], "{report:?}");
+    let pages = w.stack.pages().await;
+    assert_eq!(pages.len(), 1);
+    assert_eq!(pages[0].severity, "critical");
+    let stopped = pages[0].detail("Stopped tasks").as_str().unwrap();
+    assert!(
+        stopped.starts_with("unavailable: ListTasks") && stopped.contains("AccessDeniedException"),
+        "{stopped}"
+    );
+    assert_eq!(
+        pages[0].detail("Restored revision"),
+        &json!(format!(
+            "{}:1 (rolled back by the circuit breaker)",
+            w.family
+        ))
+    );
+}
+
+#[tokio::test]
+async fn stopped_tasks_are_those_of_the_failed_deployment_only() {
+    let w = World::new("stopped_filter").await;
+    let deployer = w.deployer(w.mapping(), false).await;
+    // A first deploy fails (its tasks stop), then a second one fails too.
+    let first = w.stack.push(&w.repo, "v1.4.2").await;
+    let report = invoke(&deployer, push_event(&w.repo, "v1.4.2", &first))
+        .await
+        .unwrap();
+    let first_id = report.outcomes[0]
+        .detail("deployment_id")
+        .unwrap()
+        .to_string();
+    fail_deployment(&w, &first_id, &w.old_revision);
+    let second = w.stack.push(&w.repo, "v1.4.3").await;
+    let report = invoke(&deployer, push_event(&w.repo, "v1.4.3", &second))
+        .await
+        .unwrap();
+    let second_id = report.outcomes[0]
+        .detail("deployment_id")
+        .unwrap()
+        .to_string();
+    bridge(
+        "/_bridge/ecs/deployment",
+        json!({"cluster": w.cluster, "service": w.service, "deploymentId": second_id, "outcome": "FAILED",
+               "reason": "ECS deployment circuit breaker: tasks failed to start.",
+               "stoppedReasons": ["Task failed container health checks", "Task failed container health checks", "Task failed container health checks"],
+               "rollbackTo": w.old_revision}),
+    );
+    w.stack.pages().await;
+
+    invoke(
+        &deployer,
+        verdict_event(&w, &second_id, "SERVICE_DEPLOYMENT_FAILED"),
+    )
+    .await
+    .unwrap();
+
+    let pages = w.stack.pages().await;
+    let stopped = pages[0].detail("Stopped tasks").as_array().unwrap();
+    assert_eq!(stopped.len(), 3, "{stopped:?}");
+    assert!(
+        stopped
+            .iter()
+            .all(|s| s.as_str().unwrap().contains("health checks")),
+        "the first deployment's stopped task is not this one's: {stopped:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_redelivered_push_does_not_redeploy_a_digest_that_failed() {
+    let w = World::new("redelivered").await;
+    let deployer = w.deployer(w.mapping(), false).await;
+    let digest = w.stack.push(&w.repo, "v1.4.2").await;
+    let event = push_event_at(&w.repo, "v1.4.2", &digest, "push-1", "2026-11-23T10:00:00Z");
+    let report = invoke(&deployer, event.clone()).await.unwrap();
+    let deployment_id = report.outcomes[0]
+        .detail("deployment_id")
+        .unwrap()
+        .to_string();
+    fail_deployment(&w, &deployment_id, &w.old_revision);
+    invoke(
+        &deployer,
+        verdict_event(&w, &deployment_id, "SERVICE_DEPLOYMENT_FAILED"),
+    )
+    .await
+    .unwrap();
+    w.stack.pages().await;
+    let mark = w.stack.calls().len();
+
+    // A Lambda retry or a dead-letter redrive of the same push event.
+    let again = invoke(&deployer, event).await.unwrap();
+
+    assert_eq!(again.actions(), vec!["skip"], "{again:?}");
+    let reason = &again.outcomes[0].reason;
+    assert!(
+        reason.contains("already deployed") && reason.contains("failed"),
+        "{reason}"
+    );
+    assert_eq!(w.current_revision().await, w.old_revision);
+    let calls = w.stack.calls()[mark..].to_vec();
+    assert_eq!(
+        (
+            count(&calls, "RegisterTaskDefinition"),
+            count(&calls, "UpdateService")
+        ),
+        (0, 0),
+        "{calls:?}"
+    );
+    assert!(w.stack.pages().await.is_empty());
+
+    // A new push of the same digest (a deliberate retry) deploys, on a revision of its own.
+    let retry = push_event_at(&w.repo, "v1.4.2", &digest, "push-2", "2026-11-23T11:00:00Z");
+    let report = invoke(&deployer, retry).await.unwrap();
+    assert_eq!(report.actions(), vec!["deploy"], "{report:?}");
+    assert_eq!(w.stack.revisions(&w.family).await.len(), 3);
+    assert_eq!(
+        w.current_revision().await,
+        report.outcomes[0].detail("revision").unwrap()
+    );
+}
+
+/// Two autopilot deploys in a row; the second fails and the circuit breaker rolls
+/// back onto the first. That rollback completing is not autopilot's deploy
+/// succeeding, and must not overwrite the first revision's record.
+#[tokio::test]
+async fn a_rollback_onto_an_earlier_autopilot_revision_gets_no_verdict() {
+    let w = World::new("rollback_onto_ours").await;
+    let deployer = w.deployer(w.mapping(), false).await;
+    let first = w.stack.push(&w.repo, "v1.4.2").await;
+    let report = invoke(&deployer, push_event(&w.repo, "v1.4.2", &first))
+        .await
+        .unwrap();
+    let first_revision = report.outcomes[0].detail("revision").unwrap().to_string();
+    let first_id = report.outcomes[0]
+        .detail("deployment_id")
+        .unwrap()
+        .to_string();
+    complete_deployment(&w, &first_id);
+    invoke(
+        &deployer,
+        verdict_event(&w, &first_id, "SERVICE_DEPLOYMENT_COMPLETED"),
+    )
+    .await
+    .unwrap();
+    let second = w.stack.push(&w.repo, "v1.4.3").await;
+    let report = invoke(&deployer, push_event(&w.repo, "v1.4.3", &second))
+        .await
+        .unwrap();
+    let second_id = report.outcomes[0]
+        .detail("deployment_id")
+        .unwrap()
+        .to_string();
+    let rollback_id = fail_deployment(&w, &second_id, &first_revision);
+    invoke(
+        &deployer,
+        verdict_event(&w, &second_id, "SERVICE_DEPLOYMENT_FAILED"),
+    )
+    .await
+    .unwrap();
+    w.stack.pages().await;
+
+    let report = invoke(
+        &deployer,
+        verdict_event(&w, &rollback_id, "SERVICE_DEPLOYMENT_COMPLETED"),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(report.actions(), vec!["ignore"], "{report:?}");
+    assert!(
+        report.outcomes[0].reason.contains("another deployment"),
+        "{}",
+        report.outcomes[0].reason
+    );
+    assert!(w.stack.pages().await.is_empty(), "no RESOLVED page");
+    let (_, tags) = w.stack.describe_task_definition(&first_revision).await;
+    let verdict = tags
+        .iter()
+        .find(|t| t.key() == Some("autopilot:verdict"))
+        .and_then(|t| t.value());
+    assert_eq!(verdict, Some(format!("COMPLETED {first_id}").as_str()));
+}
+
+#[tokio::test]
+async fn one_unreadable_service_does_not_block_the_rest_of_a_fan_out() {
+    let w = World::new("fan_out_fault").await;
+    let s = &w.stack;
+    let locked = s.name("locked");
+    let worker_td = s
+        .task_definition(&s.name("worker"), "worker", &s.image(&w.repo, "v1.4.1"))
+        .await;
+    s.service(
+        &w.cluster,
+        "worker",
+        worker_td.task_definition_arn().unwrap(),
+    )
+    .await;
+    let locked_td = s
+        .task_definition(&s.name("locked"), "app", &s.image(&w.repo, "v1.4.1"))
+        .await;
+    s.service(
+        &w.cluster,
+        &locked,
+        locked_td.task_definition_arn().unwrap(),
+    )
+    .await;
+    let mapping = json!([
+        {"repository": w.repo, "cluster": w.cluster, "service": "backend", "container": "app"},
+        {"repository": w.repo, "cluster": w.cluster, "service": "worker", "container": "worker"},
+        {"repository": w.repo, "cluster": w.cluster, "service": locked, "container": "app"},
+    ]);
+    let deployer = w.deployer(mapping, false).await;
+    let digest = s.push(&w.repo, "v1.4.2").await;
+    let event = push_event(&w.repo, "v1.4.2", &digest);
+    // IAM does not grant DescribeServices on one service (say its ARN is missing from ServiceArns).
+    s.fail_matching("DescribeServices", 1000, "AccessDeniedException", &locked);
+    let mark = s.calls().len();
+
+    let err = invoke(&deployer, event.clone()).await.unwrap_err();
+
+    assert_eq!(err.code, "autopilot.AwsCallFailed", "{err}");
+    assert!(err.message.contains("DescribeServices"), "{err}");
+    for service in ["backend", "worker"] {
+        let (td, _) = s
+            .describe_task_definition(
+                s.describe_service(&w.cluster, service)
+                    .await
+                    .task_definition()
+                    .unwrap(),
+            )
+            .await;
+        assert!(
+            td.container_definitions()[0]
+                .image()
+                .unwrap()
+                .ends_with(&digest),
+            "{service} was deployed"
+        );
+    }
+    let pages = s.pages().await;
+    let warning: Vec<_> = pages.iter().filter(|p| p.severity == "warning").collect();
+    assert_eq!(warning.len(), 1, "{pages:?}");
+    assert!(
+        warning[0].summary().contains(&locked),
+        "{}",
+        warning[0].summary()
+    );
+    assert!(warning[0]
+        .detail("Reason")
+        .as_str()
+        .unwrap()
+        .contains("AccessDeniedException"));
+
+    // The retry does only what is left; what is done is not done again.
+    let mark_retry = s.calls().len();
+    invoke(&deployer, event.clone()).await.unwrap_err();
+    let calls = s.calls()[mark_retry..].to_vec();
+    assert_eq!(
+        (
+            count(&calls, "RegisterTaskDefinition"),
+            count(&calls, "UpdateService")
+        ),
+        (0, 0),
+        "{calls:?}"
+    );
+
+    // Once IAM is fixed, the next retry deploys the last service and succeeds.
+    s.clear_faults(&locked);
+    let report = invoke(&deployer, event).await.unwrap();
+    assert_eq!(
+        report.actions(),
+        vec!["skip", "skip", "deploy"],
+        "{report:?}"
+    );
+    let calls = s.calls()[mark..].to_vec();
+    assert_eq!(count(&calls, "UpdateService"), 3, "{calls:?}");
+}
+
+#[tokio::test]
+async fn pushes_in_the_same_second_are_ordered_by_ecr_precision_then_event_time() {
+    let w = World::new("same_second").await;
+    let deployer = w.deployer(w.mapping(), false).await;
+    let older = w.stack.push(&w.repo, "v1.4.2").await;
+    let newer = w.stack.push(&w.repo, "v1.4.3").await;
+    w.stack
+        .set_pushed_at(&w.repo, &w.old_digest, 1_699_999_000.0);
+    w.stack.set_pushed_at(&w.repo, &older, 1_700_000_000.100);
+    w.stack.set_pushed_at(&w.repo, &newer, 1_700_000_000.900);
+
+    // The newer push's event arrives first; the older one's after it.
+    let report = invoke(&deployer, push_event(&w.repo, "v1.4.3", &newer))
+        .await
+        .unwrap();
+    assert_eq!(report.actions(), vec!["deploy"]);
+    let deployed = w.current_revision().await;
+    let late = invoke(&deployer, push_event(&w.repo, "v1.4.2", &older))
+        .await
+        .unwrap();
+    assert_eq!(late.actions(), vec!["skip"], "{late:?}");
+    assert!(late.outcomes[0].reason.starts_with("older push"));
+    assert_eq!(w.current_revision().await, deployed);
+
+    // Same instant in ECR: the push events' own times decide.
+    let third = w.stack.push(&w.repo, "v1.4.4").await;
+    let fourth = w.stack.push(&w.repo, "v1.4.5").await;
+    w.stack.set_pushed_at(&w.repo, &third, 1_700_000_100.5);
+    w.stack.set_pushed_at(&w.repo, &fourth, 1_700_000_100.5);
+    let report = invoke(
+        &deployer,
+        push_event_at(&w.repo, "v1.4.5", &fourth, "push-5", "2026-11-23T10:00:02Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.actions(), vec!["deploy"]);
+    let deployed = w.current_revision().await;
+    let late = invoke(
+        &deployer,
+        push_event_at(&w.repo, "v1.4.4", &third, "push-4", "2026-11-23T10:00:01Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(late.actions(), vec!["skip"], "{late:?}");
+    assert!(
+        late.outcomes[0].reason.contains("same instant"),
+        "{}",
+        late.outcomes[0].reason
+    );
+    assert_eq!(w.current_revision().await, deployed);
+}
+
+#[tokio::test]
+async fn a_large_fan_out_is_bounded_and_throttling_is_retried() {
+    let w = World::new("bounded").await;
+    let s = &w.stack;
+    let mut mapping = vec![];
+    for i in 0..12 {
+        let name = format!("svc{i}");
+        s.service(&w.cluster, &name, &w.old_revision).await;
+        mapping.push(json!({"repository": w.repo, "cluster": w.cluster, "service": name, "container": "app"}));
+    }
+    let config = s.deploy_config_with(&[
+        (deploy::config::SERVICES, json!(mapping).to_string()),
+        (deploy::config::DEPLOY_CONCURRENCY, "3".into()),
+    ]);
+    let deployer = Deployer::new(&s.sdk, config);
+    let digest = s.push(&w.repo, "v1.4.2").await;
+    s.slow("UpdateService", 0.3);
+    // ECS throttles three times; the SDK backs off and tries again (a 4th attempt:
+    // more than the SDK's default of 3).
+    s.fail_next("UpdateService", 3, "ThrottlingException");
+    let mark = s.calls().len();
+
+    let report = invoke(&deployer, push_event(&w.repo, "v1.4.2", &digest))
+        .await
+        .unwrap();
+
+    assert_eq!(report.actions(), vec!["deploy"; 12], "{report:?}");
+    let in_flight = s.max_in_flight("UpdateService");
+    assert!(
+        (2..=3).contains(&in_flight),
+        "at most 3 services at once, and more than one: {in_flight}"
+    );
+    let calls = s.calls()[mark..].to_vec();
+    assert_eq!(count(&calls, "UpdateService"), 12, "{calls:?}");
+    assert_eq!(
+        count(&calls, "DescribeServices"),
+        2,
+        "12 services in batches of 10"
+    );
+}
+
+#[tokio::test]
+async fn an_ec2_task_definition_keeps_what_fargate_refuses() {
+    let w = World::new("ec2_clone").await;
+    let s = &w.stack;
+    let family = s.name("ec2-backend");
+    let td = s
+        .ec2_task_definition(&family, "app", &s.image(&w.repo, "v1.4.1"))
+        .await;
+    s.service(&w.cluster, "ec2", td.task_definition_arn().unwrap())
+        .await;
+    let mapping =
+        json!([{"repository": w.repo, "cluster": w.cluster, "service": "ec2", "container": "app"}]);
+    let deployer = w.deployer(mapping, false).await;
+    let digest = s.push(&w.repo, "v1.4.2").await;
+
+    let report = invoke(&deployer, push_event(&w.repo, "v1.4.2", &digest))
+        .await
+        .unwrap();
+
+    let (new, _) = s
+        .describe_task_definition(report.outcomes[0].detail("revision").unwrap())
+        .await;
+    assert_eq!(new.placement_constraints(), td.placement_constraints());
+    assert!(!new.placement_constraints().is_empty());
+    assert_eq!(new.ipc_mode(), td.ipc_mode());
+    assert_eq!(new.pid_mode(), td.pid_mode());
+    assert_eq!(new.network_mode(), td.network_mode());
+    assert!(new.container_definitions()[0]
+        .image()
+        .unwrap()
+        .ends_with(&digest));
+}
+
+/// The harness refuses what AWS refuses, so a fixture or a call of the code that
+/// AWS would reject cannot pass here.
+#[tokio::test]
+async fn the_emulator_refuses_what_aws_refuses() {
+    let w = World::new("strict").await;
+    let s = &w.stack;
+    let err = s
+        .ecs
+        .list_tasks()
+        .cluster(&w.cluster)
+        .started_by("ecs-svc/1")
+        .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
+        .send()
+        .await
+        .unwrap_err();
+    let text = aws_sdk_ecs::error::DisplayErrorContext(&err).to_string();
+    assert!(text.contains("must be the only filter"), "{text}");
+
+    let err = s
+        .ecs
+        .register_task_definition()
+        .family(s.name("bad"))
+        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+        .ipc_mode(aws_sdk_ecs::types::IpcMode::None)
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("app")
+                .image("x")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    let text = aws_sdk_ecs::error::DisplayErrorContext(&err).to_string();
+    assert!(text.contains("ipcMode"), "{text}");
+
+    let err = s
+        .ecs
+        .create_service()
+        .cluster(&w.cluster)
+        .service_name("no-network")
+        .task_definition(&w.old_revision)
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap_err();
+    let text = aws_sdk_ecs::error::DisplayErrorContext(&err).to_string();
+    assert!(
+        text.contains("Network Configuration must be provided"),
+        "{text}"
     );
 }

@@ -1,11 +1,10 @@
 //! Every sample in `events/` parses as the function will parse it; the malformed
 //! ones fail with an error naming the bad field, through the real handler.
 
-use autopilot_shared::events::{self, EventError};
+use autopilot_shared::events::{self, EventError, ScheduledTask, SCHEDULED_TASK};
 use autopilot_tests::*;
 use deploy::detail::{
     EcrImageAction, EcsDeploymentStateChange, ECR_IMAGE_ACTION, ECS_DEPLOYMENT_STATE_CHANGE,
-    SCHEDULED_EVENT,
 };
 use deploy::Deployer;
 use lambda_runtime::{Context, LambdaEvent};
@@ -46,10 +45,11 @@ fn parse(value: Value) -> Result<(), EventError> {
         events::detail::<EcsDeploymentStateChange>(&envelope, ECS_DEPLOYMENT_STATE_CHANGE)?;
     } else {
         assert!(
-            events::is(&envelope, SCHEDULED_EVENT),
+            events::is(&envelope, SCHEDULED_TASK),
             "unexpected kind {}",
             envelope.detail_type
         );
+        events::detail::<ScheduledTask>(&envelope, SCHEDULED_TASK)?;
     }
     Ok(())
 }
@@ -86,6 +86,19 @@ fn every_rotation_sample_parses_and_the_malformed_one_does_not() {
         if let Ok(event) = parsed {
             assert!(rotate::plan::Step::parse(&event.step).is_some(), "{name}");
         }
+    }
+}
+
+/// The sweep sample is what the template's schedule sends: same envelope, same task.
+#[test]
+fn the_sweep_sample_is_what_the_template_schedule_sends() {
+    let sample: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("events/deploy-sweep.json")).unwrap(),
+    )
+    .unwrap();
+    let sent = sweep_event(sample["time"].as_str().unwrap());
+    for key in ["source", "detail-type", "detail", "time", "version"] {
+        assert_eq!(sample[key], sent[key], "{key}");
     }
 }
 

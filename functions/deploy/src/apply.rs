@@ -1,17 +1,21 @@
-//! Carries decisions out. The only module that changes AWS or pages on-call.
+//! Carries decisions out. The only module that changes AWS or pages on-call, and
+//! where dry-run is enforced.
 //!
 //! Order matters for crash safety: register, update the service, page, then
 //! record the deployment id. A crash at any point leaves a state the next
-//! delivery of the same event finishes (see `plan::plan_service`).
+//! delivery of the same event finishes (see `plan::push::plan_service`).
 
 use crate::config::ServiceTarget;
 use crate::error::DeployError;
-use crate::plan::{refused_page, started_page, Decision, Push, Revision};
-use crate::taskdef::{ecs_tag, register_request, tag, Record};
+use crate::plan::pages;
+use crate::plan::push::{Decision, Push, Revision};
+use crate::plan::verdict;
+use crate::taskdef::{ecs_tag, register_request, tag, NewRevision, Record};
 use autopilot_shared::aws::AwsCallError;
 use autopilot_shared::invocation::Outcome;
-use autopilot_shared::Pager;
+use autopilot_shared::{Page, Pager};
 use aws_sdk_ecs::types::DeploymentConfiguration;
+use futures::stream::{self, StreamExt};
 
 pub struct Apply<'a> {
     pub ecs: &'a aws_sdk_ecs::Client,
@@ -20,21 +24,45 @@ pub struct Apply<'a> {
 }
 
 impl Apply<'_> {
-    /// Deploys, announces or refuses as decided; a skip does nothing.
-    pub async fn decision(
+    /// Carries out every service's decision, at most `concurrency` at a time. Every
+    /// service is finished; if any failed, the invocation fails after the rest are
+    /// done, so the retry finds those already deployed and does only what is left.
+    pub async fn push(
+        &self,
+        push: &Push,
+        decisions: Vec<(&ServiceTarget, Decision)>,
+        concurrency: usize,
+    ) -> Result<Vec<Outcome>, DeployError> {
+        let results: Vec<Result<Outcome, DeployError>> = stream::iter(decisions)
+            .map(|(target, decision)| self.decision(push, target, decision))
+            .buffered(concurrency)
+            .collect()
+            .await;
+        collect(results)
+    }
+
+    /// Deploys, announces, refuses or retries as decided; a skip does nothing.
+    async fn decision(
         &self,
         push: &Push,
         target: &ServiceTarget,
         decision: Decision,
     ) -> Result<Outcome, DeployError> {
         let resource = target.service_key();
-        let mut outcome = Outcome::new(&resource, decision.action(), decision.reason());
+        let outcome = Outcome::new(&resource, decision.action(), decision.reason());
         match decision {
-            Decision::Skip { .. } => {}
+            Decision::Skip { .. } => Ok(outcome),
             Decision::Refuse { reason } => {
                 self.pager
-                    .send(&refused_page(push, target, &reason))
+                    .send(&pages::refused(push, target, &reason))
                     .await?;
+                Ok(outcome)
+            }
+            Decision::Retry { reason, error } => {
+                self.pager
+                    .send(&pages::refused(push, target, &reason))
+                    .await?;
+                Err(error.into())
             }
             Decision::Announce {
                 revision_arn,
@@ -44,15 +72,15 @@ impl Apply<'_> {
             } => {
                 self.announce(target, &record, &revision_arn, &deployment_id)
                     .await?;
-                outcome = outcome
+                Ok(outcome
                     .with("revision", revision_arn)
-                    .with("deployment_id", deployment_id);
+                    .with("deployment_id", deployment_id))
             }
             Decision::Deploy { record, .. } if self.dry_run => {
                 self.pager
-                    .send(&started_page(target, &record, "", "", true))
+                    .send(&pages::started(target, &record, "", "", true))
                     .await?;
-                outcome.action = "would-deploy".into();
+                Ok(Outcome::new(&resource, "would-deploy", &outcome.reason))
             }
             Decision::Deploy {
                 revision,
@@ -68,15 +96,14 @@ impl Apply<'_> {
                     .update_service(target, &arn, *deployment_configuration)
                     .await?;
                 self.announce(target, &record, &arn, &deployment_id).await?;
-                outcome = outcome
+                Ok(outcome
                     .with("revision", arn)
-                    .with("deployment_id", deployment_id);
+                    .with("deployment_id", deployment_id))
             }
         }
-        Ok(outcome)
     }
 
-    async fn register(&self, new: &crate::taskdef::NewRevision) -> Result<String, DeployError> {
+    async fn register(&self, new: &NewRevision) -> Result<String, DeployError> {
         let family = new.source.family().unwrap_or_default().to_string();
         let out = register_request(self.ecs.register_task_definition(), new)
             .send()
@@ -142,7 +169,7 @@ impl Apply<'_> {
         deployment_id: &str,
     ) -> Result<(), DeployError> {
         self.pager
-            .send(&started_page(
+            .send(&pages::started(
                 target,
                 record,
                 revision,
@@ -150,21 +177,84 @@ impl Apply<'_> {
                 false,
             ))
             .await?;
-        self.tag(revision, tag::DEPLOYMENT, deployment_id).await
+        self.tag(revision, &[(tag::DEPLOYMENT, deployment_id.to_string())])
+            .await
     }
 
-    /// Adds one autopilot tag to a revision autopilot registered. Skipped in dry-run.
-    pub async fn tag(&self, revision: &str, key: &str, value: &str) -> Result<(), DeployError> {
-        if self.dry_run {
+    /// Tells on-call a verdict and records it on the revision.
+    pub async fn verdict(
+        &self,
+        target: &ServiceTarget,
+        decision: verdict::Decision,
+        revision: &str,
+        deployment_id: &str,
+    ) -> Result<Outcome, DeployError> {
+        let key = target.service_key();
+        let outcome = match decision {
+            verdict::Decision::Ignore { reason } => Outcome::new(&key, "ignore", reason),
+            verdict::Decision::Notify { page, tags, reason } => {
+                self.pager.send(&page).await?;
+                self.tag(revision, &tags).await?;
+                Outcome::new(&key, "notify", reason)
+            }
+        };
+        Ok(outcome
+            .with("revision", revision)
+            .with("deployment_id", deployment_id))
+    }
+
+    /// Warns on-call that a deployment has no verdict and records the warning.
+    pub async fn timeout(
+        &self,
+        target: &ServiceTarget,
+        page: &Page,
+        revision: &str,
+        deployment_id: &str,
+    ) -> Result<Outcome, DeployError> {
+        self.pager.send(page).await?;
+        self.tag(
+            revision,
+            &[(tag::TIMEOUT_WARNED, deployment_id.to_string())],
+        )
+        .await?;
+        Ok(Outcome::new(target.service_key(), "warn", &page.summary)
+            .with("revision", revision)
+            .with("deployment_id", deployment_id))
+    }
+
+    /// Adds autopilot tags to a revision autopilot registered. Skipped in dry-run.
+    async fn tag(&self, revision: &str, tags: &[(&str, String)]) -> Result<(), DeployError> {
+        if self.dry_run || tags.is_empty() {
             return Ok(());
         }
         self.ecs
             .tag_resource()
             .resource_arn(revision)
-            .tags(ecs_tag(key, value))
+            .set_tags(Some(tags.iter().map(|(k, v)| ecs_tag(k, v)).collect()))
             .send()
             .await
             .map_err(AwsCallError::of("TagResource", revision))?;
         Ok(())
     }
+}
+
+/// Keeps every outcome; fails the invocation if any resource failed, so it is
+/// retried. The finished outcomes are logged first, since the failure replaces them.
+pub fn collect(results: Vec<Result<Outcome, DeployError>>) -> Result<Vec<Outcome>, DeployError> {
+    let mut outcomes = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(o) => outcomes.push(o),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        return Ok(outcomes);
+    }
+    outcomes.iter().for_each(Outcome::log);
+    if errors.len() == 1 {
+        return Err(errors.remove(0));
+    }
+    Err(DeployError::Several(errors))
 }

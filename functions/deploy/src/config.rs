@@ -64,14 +64,11 @@ impl Config {
     }
 
     /// The services a push of `repository:tag` deploys to, in configuration order.
-    pub fn targets_for<'a>(
-        &'a self,
-        repository: &'a str,
-        tag: &'a str,
-    ) -> impl Iterator<Item = &'a ServiceTarget> + 'a {
+    pub fn targets_for(&self, repository: &str, tag: &str) -> Vec<&ServiceTarget> {
         self.services
             .iter()
-            .filter(move |t| t.matches(repository, tag))
+            .filter(|t| t.matches(repository, tag))
+            .collect()
     }
 
     /// Whether any service is fed by `repository`, whatever the tag.
@@ -318,6 +315,7 @@ mod tests {
         .unwrap();
         let names = |tag| {
             c.targets_for("backend", tag)
+                .into_iter()
                 .map(|t| t.service.clone())
                 .collect::<Vec<_>>()
         };

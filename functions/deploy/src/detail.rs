@@ -5,8 +5,6 @@ use serde::{Deserialize, Serialize};
 
 pub const ECR_IMAGE_ACTION: (&str, &str) = ("aws.ecr", "ECR Image Action");
 pub const ECS_DEPLOYMENT_STATE_CHANGE: (&str, &str) = ("aws.ecs", "ECS Deployment State Change");
-/// A classic EventBridge schedule rule's event.
-pub const SCHEDULED_EVENT: (&str, &str) = ("aws.events", "Scheduled Event");
 
 /// `aws.ecr` / `ECR Image Action`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]

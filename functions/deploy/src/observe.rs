@@ -1,52 +1,119 @@
 //! Reads the AWS state the plans take. Read-only: nothing here changes AWS.
+//!
+//! A lookup that fails for one service is kept as that service's result, so one
+//! bad service never blocks the others; lookups a page only shows (stopped tasks)
+//! return their error for the page to name.
 
+use crate::config::ServiceTarget;
 use crate::error::DeployError;
-use crate::image::EcrImageId;
-use crate::plan::PushTimes;
+use crate::image::{EcrImageId, ImageRef};
+use crate::plan::push::{Found, Observed, Push, PushTimes};
+use crate::plan::verdict::{self, Facts, Verdict};
+use crate::taskdef::{container_image, family_of, Record};
 use autopilot_shared::aws::AwsCallError;
 use aws_sdk_ecr::types::ImageIdentifier;
 use aws_sdk_ecs::types::{DesiredStatus, Service, Tag, TaskDefinition, TaskDefinitionField};
-use std::collections::HashMap;
+use futures::stream::{self, StreamExt};
+use std::collections::{BTreeMap, HashMap};
 
-/// DescribeServices takes at most 10 services a call.
+/// DescribeServices takes at most 10 services a call (ECS API reference).
 const DESCRIBE_SERVICES_BATCH: usize = 10;
-/// DescribeTasks takes at most 100 tasks a call; a page never needs that many.
-const STOPPED_TASKS_SHOWN: i32 = 10;
+/// ListTasks returns at most 100 tasks a page, and DescribeTasks takes at most 100.
+const STOPPED_TASKS_LISTED: i32 = 100;
+/// Stopped tasks shown in a page, newest first.
+const STOPPED_TASKS_SHOWN: usize = 10;
 /// Service events shown in a page, newest first.
 pub const SERVICE_EVENTS_SHOWN: usize = 8;
+/// How many recent revisions a late verdict event searches for its deployment.
+const RECENT_REVISIONS: usize = 5;
 
-/// The named services of one cluster that exist, by name. Missing ones are absent.
+/// What DescribeServices said of one service: the service, None when it does not
+/// exist, or the error that kept it from being read.
+pub type ServiceLookup = Result<Option<Service>, AwsCallError>;
+
+/// Every target's service, keyed by `cluster/service`, with at most `concurrency`
+/// calls in flight. A failed batch is asked again service by service, so an
+/// AccessDenied for one service (one ARN missing from the IAM policy) fails that
+/// service only.
 pub async fn services(
     ecs: &aws_sdk_ecs::Client,
-    cluster: &str,
-    names: &[String],
-) -> Result<HashMap<String, Service>, DeployError> {
-    let mut found = HashMap::new();
-    for batch in names.chunks(DESCRIBE_SERVICES_BATCH) {
-        let out = match ecs
-            .describe_services()
-            .cluster(cluster)
-            .set_services(Some(batch.to_vec()))
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            // A missing cluster is an unknown resource, reported per service by the caller.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_cluster_not_found_exception()) =>
-            {
-                continue
-            }
-            Err(e) => return Err(AwsCallError::of("DescribeServices", cluster)(e).into()),
-        };
-        for s in out.services() {
-            if let Some(name) = s.service_name() {
-                found.insert(name.to_string(), s.clone());
-            }
+    targets: &[&ServiceTarget],
+    concurrency: usize,
+) -> HashMap<String, ServiceLookup> {
+    let mut by_cluster: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for t in targets {
+        let names = by_cluster.entry(t.cluster.as_str()).or_default();
+        if !names.contains(&t.service.as_str()) {
+            names.push(&t.service);
         }
     }
-    Ok(found)
+    let batches: Vec<(&str, Vec<&str>)> = by_cluster
+        .iter()
+        .flat_map(|(cluster, names)| {
+            names
+                .chunks(DESCRIBE_SERVICES_BATCH)
+                .map(move |b| (*cluster, b.to_vec()))
+        })
+        .collect();
+    let results: Vec<Vec<(String, ServiceLookup)>> = stream::iter(batches)
+        .map(|(cluster, names)| async move {
+            match describe(ecs, cluster, &names).await {
+                Ok(found) => names
+                    .iter()
+                    .map(|n| (format!("{cluster}/{n}"), Ok(found.get(*n).cloned())))
+                    .collect(),
+                Err(_) if names.len() > 1 => {
+                    let mut one_by_one = Vec::new();
+                    for n in names {
+                        let result = describe(ecs, cluster, &[n])
+                            .await
+                            .map(|mut found| found.remove(n));
+                        one_by_one.push((format!("{cluster}/{n}"), result));
+                    }
+                    one_by_one
+                }
+                Err(e) => vec![(format!("{cluster}/{}", names[0]), Err(e))],
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    results.into_iter().flatten().collect()
+}
+
+/// One DescribeServices call: the named services that exist, by name. A missing
+/// cluster means every service in it is missing.
+async fn describe(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    names: &[&str],
+) -> Result<HashMap<String, Service>, AwsCallError> {
+    let out = match ecs
+        .describe_services()
+        .cluster(cluster)
+        .set_services(Some(names.iter().map(|n| n.to_string()).collect()))
+        .send()
+        .await
+    {
+        Ok(out) => out,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_cluster_not_found_exception()) =>
+        {
+            return Ok(HashMap::new())
+        }
+        Err(e) => {
+            return Err(AwsCallError::of(
+                "DescribeServices",
+                format!("{cluster}/{}", names.join(",")),
+            )(e))
+        }
+    };
+    Ok(out
+        .services()
+        .iter()
+        .filter_map(|s| Some((s.service_name()?.to_string(), s.clone())))
+        .collect())
 }
 
 /// A task definition (by ARN, `family:revision`, or family for its latest ACTIVE
@@ -54,7 +121,7 @@ pub async fn services(
 pub async fn task_definition(
     ecs: &aws_sdk_ecs::Client,
     name: &str,
-) -> Result<Option<(TaskDefinition, Vec<Tag>)>, DeployError> {
+) -> Result<Option<(TaskDefinition, Vec<Tag>)>, AwsCallError> {
     match ecs
         .describe_task_definition()
         .task_definition(name)
@@ -73,12 +140,95 @@ pub async fn task_definition(
         {
             Ok(None)
         }
-        Err(e) => Err(AwsCallError::of("DescribeTaskDefinition", name)(e).into()),
+        Err(e) => Err(AwsCallError::of("DescribeTaskDefinition", name)(e)),
     }
 }
 
+/// Everything a push's plan reads.
+pub struct PushObservation<'t> {
+    pub services: Vec<(&'t ServiceTarget, Observed)>,
+    /// None: the pushed digest is no longer in the repository.
+    pub times: Option<PushTimes>,
+}
+
+/// Reads every mapped service (at most `concurrency` at a time) and the push
+/// times of the pushed image and of the images the services run.
+pub async fn push<'t>(
+    ecs: &aws_sdk_ecs::Client,
+    ecr: &aws_sdk_ecr::Client,
+    push: &Push,
+    targets: &[&'t ServiceTarget],
+    concurrency: usize,
+) -> Result<PushObservation<'t>, DeployError> {
+    let mut looked_up = services(ecs, targets, concurrency).await;
+    let services: Vec<(&ServiceTarget, Observed)> = stream::iter(targets.iter().map(|t| {
+        let lookup = looked_up.remove(&t.service_key()).unwrap_or(Ok(None));
+        async move { (*t, service(ecs, t, lookup).await) }
+    }))
+    .buffered(concurrency)
+    .collect()
+    .await;
+    let running = services
+        .iter()
+        .filter_map(|(t, o)| match o {
+            Observed::Found(f) => t
+                .containers
+                .first()
+                .and_then(|c| container_image(&f.current, c))
+                .and_then(ImageRef::parse)
+                .filter(|r| r.repository == push.repository)
+                .and_then(|r| r.ecr_id()),
+            _ => None,
+        })
+        .collect();
+    let times = push_times(ecr, &push.account, &push.repository, &push.digest, running).await?;
+    Ok(PushObservation { services, times })
+}
+
+/// One mapped service and the task definitions a push's plan needs.
+async fn service(
+    ecs: &aws_sdk_ecs::Client,
+    target: &ServiceTarget,
+    lookup: ServiceLookup,
+) -> Observed {
+    let key = target.service_key();
+    let service = match lookup {
+        Err(e) => return Observed::Failed(e),
+        Ok(None) => return Observed::Unavailable(format!("service {key} not found")),
+        Ok(Some(s)) => s,
+    };
+    if service.status() != Some("ACTIVE") {
+        return Observed::Unavailable(format!(
+            "service {key} is {}",
+            service.status().unwrap_or("in an unknown state")
+        ));
+    }
+    let Some(current_arn) = service.task_definition().map(str::to_string) else {
+        return Observed::Unavailable(format!("service {key} has no task definition"));
+    };
+    let family = family_of(&current_arn).unwrap_or_default().to_string();
+    let (current, latest) = match tokio::try_join!(
+        task_definition(ecs, &current_arn),
+        task_definition(ecs, &family),
+    ) {
+        Ok(both) => both,
+        Err(e) => return Observed::Failed(e),
+    };
+    let Some((current, current_tags)) = current else {
+        return Observed::Unavailable(format!("task definition {current_arn} of {key} not found"));
+    };
+    let latest = latest.filter(|(td, _)| td.task_definition_arn() != Some(current_arn.as_str()));
+    Observed::Found(Box::new(Found {
+        service,
+        current,
+        current_tags,
+        latest,
+    }))
+}
+
 /// When the pushed image and the images the services run were pushed, in one
-/// DescribeImages call. Returns None when the pushed digest is no longer in the repository.
+/// DescribeImages call, at the precision ECR keeps. None when the pushed digest
+/// is no longer in the repository.
 pub async fn push_times(
     ecr: &aws_sdk_ecr::Client,
     registry_id: &str,
@@ -88,7 +238,13 @@ pub async fn push_times(
 ) -> Result<Option<PushTimes>, DeployError> {
     let pushed = EcrImageId::Digest(digest.to_string());
     let mut ids = vec![pushed.clone()];
-    ids.extend(running.into_iter().filter(|i| *i != pushed));
+    for id in running {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    // DescribeImages takes at most 100 image ids; the running ones are few.
+    ids.truncate(100);
     loop {
         let identifiers = ids
             .iter()
@@ -108,7 +264,7 @@ pub async fn push_times(
             Ok(out) => {
                 let mut times = HashMap::new();
                 for detail in out.image_details() {
-                    let Some(at) = detail.image_pushed_at().map(|t| t.secs()) else {
+                    let Some(at) = detail.image_pushed_at().copied() else {
                         continue;
                     };
                     if let Some(d) = detail.image_digest() {
@@ -143,35 +299,149 @@ pub async fn push_times(
     }
 }
 
+/// What a deployment event's verdict needs: the revision the deployment ran,
+/// autopilot's record of it, and, for autopilot's failed deployment, why its
+/// tasks stopped.
+pub async fn verdict(
+    ecs: &aws_sdk_ecs::Client,
+    target: &ServiceTarget,
+    verdict: Verdict,
+    deployment_id: &str,
+    reason: Option<String>,
+) -> Result<verdict::Observed, DeployError> {
+    let key = target.service_key();
+    let service = match services(ecs, &[target], 1).await.remove(&key) {
+        Some(Ok(Some(s))) => s,
+        Some(Err(e)) => return Err(e.into()),
+        _ => return Ok(verdict::Observed::ServiceGone),
+    };
+    let Some((revision_arn, record)) = deployment_revision(ecs, &service, deployment_id).await?
+    else {
+        return Ok(verdict::Observed::UnknownDeployment);
+    };
+    let stopped_tasks = if verdict::wants_stopped_tasks(verdict, record.as_ref(), deployment_id) {
+        stopped_tasks(ecs, target, deployment_id)
+            .await
+            .map_err(|e| {
+                tracing::warn!(action = "lookup", resource = %key, error = %e, reason = "stopped tasks are shown in the page; the page goes without them", "stopped tasks unavailable");
+                e.to_string()
+            })
+    } else {
+        Ok(Vec::new())
+    };
+    Ok(verdict::Observed::Found(Box::new(Facts {
+        deployment_id: deployment_id.to_string(),
+        reason,
+        revision_arn,
+        record,
+        primary_revision: service
+            .deployments()
+            .iter()
+            .find(|d| d.status() == Some("PRIMARY"))
+            .and_then(|d| d.task_definition())
+            .map(str::to_string),
+        stopped_tasks,
+        service_events: service_events(&service),
+    })))
+}
+
+/// The revision a deployment runs and autopilot's record of it. The deployment
+/// is looked up on the service; one that ECS has already dropped (a late or
+/// repeated event) is found by the deployment id tagged on recent revisions.
+async fn deployment_revision(
+    ecs: &aws_sdk_ecs::Client,
+    service: &Service,
+    deployment_id: &str,
+) -> Result<Option<(String, Option<Record>)>, AwsCallError> {
+    if let Some(arn) = service
+        .deployments()
+        .iter()
+        .find(|d| d.id() == Some(deployment_id))
+        .and_then(|d| d.task_definition())
+    {
+        let record = task_definition(ecs, arn)
+            .await?
+            .and_then(|(_, tags)| Record::from_tags(&tags));
+        return Ok(Some((arn.to_string(), record)));
+    }
+    let Some(family) = service.task_definition().and_then(family_of) else {
+        return Ok(None);
+    };
+    let Some((latest, tags)) = task_definition(ecs, family).await? else {
+        return Ok(None);
+    };
+    let mut candidate = Some((
+        latest.task_definition_arn().unwrap_or_default().to_string(),
+        tags,
+    ));
+    let mut revision = latest.revision();
+    for _ in 0..RECENT_REVISIONS {
+        let Some((arn, tags)) = candidate.take() else {
+            break;
+        };
+        let record = Record::from_tags(&tags);
+        if record.as_ref().is_some_and(|r| r.started(deployment_id)) {
+            return Ok(Some((arn, record)));
+        }
+        revision -= 1;
+        if revision < 1 {
+            break;
+        }
+        candidate = task_definition(ecs, &format!("{family}:{revision}"))
+            .await?
+            .map(|(td, tags)| {
+                (
+                    td.task_definition_arn().unwrap_or_default().to_string(),
+                    tags,
+                )
+            });
+    }
+    Ok(None)
+}
+
 /// Why the tasks a deployment started have stopped, newest first, e.g.
-/// `Essential container in task exited: app exit 1 (OutOfMemoryError)`.
+/// `task 1a2b: Essential container in task exited; app exit 1 (OutOfMemoryError)`.
+///
+/// ListTasks refuses `startedBy` together with any other filter ("When you specify
+/// startedBy as the filter, it must be the only filter that you use", ECS API
+/// reference), and `startedBy` alone lists RUNNING tasks only (the default
+/// `desiredStatus`). So the service's STOPPED tasks are listed, and those the
+/// deployment started (a service task's `startedBy` is its deployment id) are
+/// kept here.
 pub async fn stopped_tasks(
     ecs: &aws_sdk_ecs::Client,
-    cluster: &str,
+    target: &ServiceTarget,
     deployment_id: &str,
-) -> Result<Vec<String>, DeployError> {
+) -> Result<Vec<String>, AwsCallError> {
+    let key = target.service_key();
     let list = ecs
         .list_tasks()
-        .cluster(cluster)
-        .started_by(deployment_id)
+        .cluster(&target.cluster)
+        .service_name(&target.service)
         .desired_status(DesiredStatus::Stopped)
-        .max_results(STOPPED_TASKS_SHOWN)
+        .max_results(STOPPED_TASKS_LISTED)
         .send()
         .await
-        .map_err(AwsCallError::of("ListTasks", deployment_id))?;
+        .map_err(AwsCallError::of("ListTasks", &key))?;
     if list.task_arns().is_empty() {
         return Ok(Vec::new());
     }
     let out = ecs
         .describe_tasks()
-        .cluster(cluster)
+        .cluster(&target.cluster)
         .set_tasks(Some(list.task_arns().to_vec()))
         .send()
         .await
-        .map_err(AwsCallError::of("DescribeTasks", deployment_id))?;
-    Ok(out
+        .map_err(AwsCallError::of("DescribeTasks", &key))?;
+    let mut tasks: Vec<_> = out
         .tasks()
         .iter()
+        .filter(|t| t.started_by() == Some(deployment_id))
+        .collect();
+    tasks.sort_by_key(|t| std::cmp::Reverse(t.stopped_at().copied()));
+    Ok(tasks
+        .into_iter()
+        .take(STOPPED_TASKS_SHOWN)
         .map(|t| {
             let id = t
                 .task_arn()

@@ -12,9 +12,12 @@
 
 use aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionFluentBuilder;
 use aws_sdk_ecs::types::{ContainerDefinition, Tag, TaskDefinition};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 /// ECS allows 50 tags per resource.
 pub const TAG_LIMIT: usize = 50;
+/// Tags added after registration: deployment id, verdict, timeout warning.
+pub const LATER_TAGS: usize = 3;
 
 pub mod tag {
     pub const PREFIX: &str = "autopilot:";
@@ -23,6 +26,8 @@ pub mod tag {
     pub const DIGEST: &str = "autopilot:image-digest";
     pub const PREVIOUS: &str = "autopilot:previous-revision";
     pub const SERVICE: &str = "autopilot:service";
+    pub const PUSH_EVENT: &str = "autopilot:push-event-id";
+    pub const PUSH_EVENT_TIME: &str = "autopilot:push-event-time";
     pub const DEPLOYMENT: &str = "autopilot:deployment-id";
     pub const VERDICT: &str = "autopilot:verdict";
     pub const TIMEOUT_WARNED: &str = "autopilot:timeout-warned";
@@ -38,6 +43,11 @@ pub struct Record {
     pub previous: String,
     /// `cluster/service` it was registered for.
     pub service: String,
+    /// The EventBridge id of the push event the revision was registered for: a
+    /// redelivery of that event is recognised, a new push of the same digest is not.
+    pub push_event: Option<String>,
+    /// The `time` of that push event; orders pushes whose images ECR timestamps alike.
+    pub push_event_time: Option<DateTime<Utc>>,
     /// Set once UpdateService has started the deployment.
     pub deployment_id: Option<String>,
     /// `<COMPLETED|FAILED> <deployment id>` once on-call has been told the verdict.
@@ -61,6 +71,10 @@ impl Record {
             digest: get(tag::DIGEST)?,
             previous: get(tag::PREVIOUS).unwrap_or_default(),
             service: get(tag::SERVICE).unwrap_or_default(),
+            push_event: get(tag::PUSH_EVENT),
+            push_event_time: get(tag::PUSH_EVENT_TIME)
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc)),
             deployment_id: get(tag::DEPLOYMENT),
             verdict: get(tag::VERDICT),
             timeout_warned: get(tag::TIMEOUT_WARNED),
@@ -69,17 +83,31 @@ impl Record {
 
     /// The tags written at registration (the later ones are added with TagResource).
     pub fn registration_tags(&self) -> Vec<Tag> {
+        let event_time = self
+            .push_event_time
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+            .unwrap_or_default();
         [
-            (tag::REPOSITORY, &self.repository),
+            (tag::REPOSITORY, self.repository.as_str()),
             (tag::IMAGE_TAG, &self.image_tag),
             (tag::DIGEST, &self.digest),
             (tag::PREVIOUS, &self.previous),
             (tag::SERVICE, &self.service),
+            (
+                tag::PUSH_EVENT,
+                self.push_event.as_deref().unwrap_or_default(),
+            ),
+            (tag::PUSH_EVENT_TIME, &event_time),
         ]
         .into_iter()
         .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| ecs_tag(k, v))
         .collect()
+    }
+
+    /// The deployment autopilot started for this revision, and whether `deployment_id` is it.
+    pub fn started(&self, deployment_id: &str) -> bool {
+        self.deployment_id.as_deref() == Some(deployment_id)
     }
 
     /// `repository:tag`, or `repository@digest` for an untagged record.
@@ -210,6 +238,8 @@ mod tests {
             digest: "sha256:new".into(),
             previous: "arn:aws:ecs:us-east-1:1:task-definition/backend:7".into(),
             service: "prod/backend".into(),
+            push_event: Some("5b1c9e2a-7f3d-4c1e-9a2b-3c4d5e6f7a8b".into()),
+            push_event_time: Some("2026-11-23T10:00:00.250Z".parse().unwrap()),
             deployment_id: None,
             verdict: None,
             timeout_warned: None,
