@@ -37,6 +37,15 @@ here, in one place, with a comment naming it, instead of being skipped in a test
   for an AWSPENDING version, overwriting it; AWS refuses with
   ResourceExistsException, which rotation's createSecret relies on. The bridge
   refuses too.
+* Secrets Manager UpdateSecretVersionStage attaches a label that another version
+  holds without ``RemoveFromVersionId`` (moto refuses it only for AWSCURRENT), so
+  the label ends up on two versions. AWS refuses it for every label ("If the
+  label is attached and you either do not specify this parameter, or the version
+  ID does not match, then the operation fails", API reference); so does the bridge.
+* RDS: an instance's endpoint is a made-up host. ``POST /_bridge/rds/endpoint``
+  points it at an address and port (the harness PostgreSQL). A secret RDS manages
+  (ManageMasterUserPassword) holds the instance's master user name, as on AWS,
+  where moto writes ``admin``; its password stays moto's.
 * Counting calls: ``POST /_bridge/calls`` returns, in order, the operations whose
   request body contains ``match``, so a test can assert how often AWS was called.
   ``POST /_bridge/fault/clear`` drops a test's remaining faults.
@@ -289,6 +298,7 @@ def pushed_at(body):
 # Secrets Manager: a version's value is immutable once written
 # ---------------------------------------------------------------------------
 from moto.secretsmanager import models as sm_models  # noqa: E402
+from moto.secretsmanager import exceptions as sm_exceptions  # noqa: E402
 from moto.secretsmanager.exceptions import ResourceExistsException  # noqa: E402
 
 _orig_check_versions = sm_models.SecretsManagerBackend._check_with_existing_secrets_and_versions
@@ -307,6 +317,46 @@ def check_versions(self, secret_name, client_request_token, secret_string, secre
 
 
 sm_models.SecretsManagerBackend._check_with_existing_secrets_and_versions = check_versions
+
+_orig_update_version_stage = sm_models.SecretsManagerBackend.update_secret_version_stage
+
+
+def update_secret_version_stage(self, secret_id, version_stage, remove_from_version_id, move_to_version_id):
+    secret = self.secrets.get(secret_id) if secret_id in self.secrets else None
+    if secret is not None and move_to_version_id:
+        holders = [v for v, d in secret.versions.items() if version_stage in d["version_stages"]]
+        others = [v for v in holders if v != move_to_version_id]
+        if others and remove_from_version_id != others[0]:
+            raise sm_exceptions.InvalidParameterException(
+                f"The parameter RemoveFromVersionId can't be empty. Staging label {version_stage} is "
+                f"currently attached to version {others[0]}, so you must explicitly reference that version in RemoveFromVersionId."
+            )
+        if move_to_version_id in holders and not remove_from_version_id:
+            return secret.arn, secret.name
+    return _orig_update_version_stage(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
+
+
+sm_models.SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage
+
+
+# ---------------------------------------------------------------------------
+# RDS: endpoints that lead somewhere, master secrets with the master user's name
+# ---------------------------------------------------------------------------
+from moto.rds import models as rds_models  # noqa: E402
+
+_orig_address = rds_models.DBInstance.address
+rds_models.DBInstance.address = property(lambda s: s.__dict__.get("_bridge_address") or _orig_address.fget(s))
+rds_models.MasterUserSecret._generate_secret_string = lambda self: json.dumps(
+    {"username": self.resource.master_username, "password": "P@55w0rd!"}
+)
+
+
+def rds_endpoint(body):
+    backend = get_backend("rds")[ACCOUNT][body.get("region", "us-east-1")]
+    instance = backend.databases[body["instance"]]
+    instance._bridge_address = body["address"]
+    instance.port = int(body["port"])
+    return {}
 
 
 # ---------------------------------------------------------------------------
@@ -438,6 +488,7 @@ CONTROL = {
     "/_bridge/ecs/deployment": finish_deployment,
     "/_bridge/ecs/service-event": service_event,
     "/_bridge/ecr/pushed-at": pushed_at,
+    "/_bridge/rds/endpoint": rds_endpoint,
 }
 
 

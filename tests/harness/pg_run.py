@@ -7,7 +7,8 @@ As root, the server runs as the ``postgres`` OS user (initdb refuses root).
 
 With --tls the server only takes TLS connections, with a certificate for
 127.0.0.1 and localhost signed by a CA made for this run; the CA's path is
-printed after the port: ``PORT <n> CA <path>``.
+printed after the port: ``PORT <n> CA <path>``. It also listens on 127.0.0.2,
+a name the certificate does not hold, for host-name verification tests.
 
 Usage: pg_run.py ADMIN_PASSWORD [--tls]
 """
@@ -59,7 +60,8 @@ def make_certificates(root, data, as_user):
             shutil.chown(os.path.join(root, name), "postgres", "postgres")
     # Only TLS connections are accepted over TCP; passwords are checked on the socket too.
     with open(os.path.join(data, "pg_hba.conf"), "w") as f:
-        f.write("local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n")
+        f.write("local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n"
+                "hostssl all all 127.0.0.2/32 scram-sha-256\n")
     return ["-c", "ssl=on", "-c", f"ssl_cert_file={root}/server.pem", "-c", f"ssl_key_file={root}/server.key"]
 
 
@@ -85,12 +87,12 @@ def main():
     )
     port = free_port()
     tls = "--tls" in sys.argv[2:]
-    options = ["-c", "ssl=off"]
+    options = ["-c", "ssl=off", "-c", "listen_addresses=127.0.0.1"]
     if tls:
-        options = make_certificates(root, data, as_user)
+        options = make_certificates(root, data, as_user) + ["-c", "listen_addresses=127.0.0.1,127.0.0.2"]
     server = subprocess.Popen(
         as_user + [f"{bin_dir}/postgres", "-D", data, "-p", str(port), "-k", root,
-                   "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"] + options,
+                   "-c", "fsync=off"] + options,
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(root, "log"), "w"),
         # Its own process group, so stopping reaches postgres behind runuser too.
         start_new_session=True,

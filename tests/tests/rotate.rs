@@ -5,6 +5,7 @@ use autopilot_shared::{Failure, Report};
 use autopilot_tests::postgres::{ident, literal, postgres, Postgres};
 use autopilot_tests::rotation::*;
 use autopilot_tests::*;
+use autopilot_tests::{logs, template};
 use lambda_runtime::{Context, LambdaEvent};
 use rotate::config;
 use rotate::Rotator;
@@ -786,4 +787,639 @@ async fn alternating_users_crash_matrix_never_loses_awscurrent() {
         );
         assert!(f.logs_in(&arn, "AWSCURRENT").await && f.logs_in(&arn, "AWSPREVIOUS").await);
     }
+}
+
+/// An alternating-users pair with an admin, as in production: the app user owns
+/// its tables (its migrations made them), the admin can create roles.
+struct Pair {
+    user: String,
+    admin: String,
+    master_arn: String,
+    arn: String,
+}
+
+impl Fixture {
+    async fn pair(&self, tag: &str) -> Pair {
+        let admin = self.user(&format!("{tag}admin"), "admin-password").await;
+        self.pg
+            .exec(&format!("ALTER ROLE {} CREATEROLE", ident(&admin)))
+            .await;
+        let user = self.user(&format!("{tag}app"), &format!("old-{tag}")).await;
+        self.pg
+            .exec(&format!(
+                "GRANT CREATE ON SCHEMA public TO {}",
+                ident(&user)
+            ))
+            .await;
+        let master_arn = self
+            .secret(
+                &format!("{tag}admin"),
+                &rds_secret(self.pg.port, &admin, "admin-password"),
+            )
+            .await;
+        let mut value = rds_secret(self.pg.port, &user, &format!("old-{tag}"));
+        value["masterarn"] = json!(master_arn);
+        let arn = self.secret(&format!("{tag}db"), &value).await;
+        Pair {
+            user,
+            admin,
+            master_arn,
+            arn,
+        }
+    }
+
+    /// Starts a rotation, runs createSecret, then overwrites the pending value with
+    /// `tamper` applied, as anyone allowed to put a value in the secret could.
+    async fn tampered(&self, arn: &str, tamper: impl Fn(&mut Value)) -> String {
+        let token = self.stack.start_rotation(arn).await;
+        let mut pending: Value =
+            serde_json::from_str(&self.stack.secret_value(arn, "AWSCURRENT").await.unwrap())
+                .unwrap();
+        pending["username"] = json!(format!("{}_clone", pending["username"].as_str().unwrap()));
+        pending["password"] = json!("pending-password-1");
+        tamper(&mut pending);
+        self.stack
+            .sm()
+            .put_secret_value()
+            .secret_id(arn)
+            .client_request_token(&token)
+            .secret_string(pending.to_string())
+            .version_stages("AWSPENDING")
+            .send()
+            .await
+            .expect("stage the pending value");
+        token
+    }
+
+    async fn role_exists(&self, role: &str) -> bool {
+        self.pg
+            .admin()
+            .await
+            .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&role])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    }
+}
+
+/// A TCP listener standing in for a host an attacker controls: it counts the
+/// connections it gets.
+async fn decoy() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    (port, hits)
+}
+
+#[tokio::test]
+async fn a_tampered_pending_secret_never_gets_the_admin_credentials_used() {
+    let f = Fixture::new("tampered", |_| json!([])).await;
+    let p = f.pair("t").await;
+    let (decoy_port, hits) = decoy().await;
+    type Tamper = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Tamper, &str)> = vec![
+        (
+            "another user",
+            Box::new(|v| v["username"] = json!("postgres")),
+            "names user postgres",
+        ),
+        (
+            "the user in use",
+            Box::new(|v| {
+                let user = v["username"]
+                    .as_str()
+                    .unwrap()
+                    .trim_end_matches("_clone")
+                    .to_string();
+                v["username"] = json!(user)
+            }),
+            "rotates to",
+        ),
+        (
+            "another host",
+            Box::new(move |v| v["port"] = json!(decoy_port)),
+            "names database 127.0.0.1",
+        ),
+        (
+            "another database",
+            Box::new(|v| v["dbname"] = json!("template1")),
+            "names database name template1",
+        ),
+        (
+            "another admin secret",
+            Box::new(|v| {
+                v["masterarn"] =
+                    json!("arn:aws:secretsmanager:us-east-1:123456789012:secret:other-AbCdEf")
+            }),
+            "admin secret",
+        ),
+    ];
+    for (what, tamper, says) in cases {
+        let token = f.tampered(&p.arn, tamper).await;
+        let err = f.step("setSecret", &p.arn, &token).await.unwrap_err();
+        assert_eq!(
+            err.code, "autopilot.RotationRefused",
+            "{what}: {}",
+            err.message
+        );
+        assert!(err.message.contains(says), "{what}: {}", err.message);
+        assert!(
+            !f.role_exists(&format!("{}_clone", p.user)).await,
+            "{what}: no role created"
+        );
+        assert!(!f.role_exists("postgres_clone").await);
+        f.stack.end_rotation(&p.arn, &token).await;
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing reached the decoy"
+    );
+    let pages = f.stack.pages().await;
+    assert!(pages.iter().all(|p| p.severity == "critical"), "{pages:?}");
+    assert_eq!(pages.len(), 5);
+}
+
+#[tokio::test]
+async fn an_app_secret_pointing_elsewhere_never_receives_the_admin_password() {
+    let f = Fixture::new("confused_deputy", |_| json!([])).await;
+    let p = f.pair("d").await;
+    let (decoy_port, hits) = decoy().await;
+    // The app secret itself (AWSCURRENT) is rewritten to name the decoy host.
+    let mut current: Value =
+        serde_json::from_str(&f.stack.secret_value(&p.arn, "AWSCURRENT").await.unwrap()).unwrap();
+    current["port"] = json!(decoy_port);
+    f.stack
+        .sm()
+        .put_secret_value()
+        .secret_id(&p.arn)
+        .secret_string(current.to_string())
+        .send()
+        .await
+        .unwrap();
+    let token = f.stack.start_rotation(&p.arn).await;
+    f.step("createSecret", &p.arn, &token).await.unwrap();
+
+    let err = f.step("setSecret", &p.arn, &token).await.unwrap_err();
+
+    assert_eq!(err.code, "autopilot.RotationRefused", "{}", err.message);
+    assert!(
+        err.message.contains(&format!("127.0.0.1:{decoy_port}"))
+            && err.message.contains("admin password"),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no connection to the decoy"
+    );
+    let _ = p.admin;
+}
+
+#[tokio::test]
+async fn the_current_credentials_must_log_in_before_the_admin_is_used() {
+    let f = Fixture::new("current_first", |_| json!([])).await;
+    let p = f.pair("c").await;
+    // Someone changed the user's password outside the rotation: AWSCURRENT is stale.
+    f.pg.exec(&format!(
+        "ALTER ROLE {} PASSWORD 'changed-by-hand'",
+        ident(&p.user)
+    ))
+    .await;
+    let token = f.stack.start_rotation(&p.arn).await;
+    f.step("createSecret", &p.arn, &token).await.unwrap();
+
+    let err = f.step("setSecret", &p.arn, &token).await.unwrap_err();
+
+    assert_eq!(err.code, "autopilot.RotationRefused", "{}", err.message);
+    assert!(err.message.contains("does not log in"), "{}", err.message);
+    assert!(!f.role_exists(&format!("{}_clone", p.user)).await);
+}
+
+#[tokio::test]
+async fn the_admin_connects_with_tls_unless_its_own_secret_says_otherwise() {
+    let f = Fixture::new("admin_tls", |_| json!([])).await;
+    let p = f.pair("s").await;
+    // The admin secret asks for TLS (no sslmode); the app secret allows plaintext.
+    let mut admin: Value = serde_json::from_str(
+        &f.stack
+            .secret_value(&p.master_arn, "AWSCURRENT")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    admin.as_object_mut().unwrap().remove("sslmode");
+    f.stack
+        .sm()
+        .put_secret_value()
+        .secret_id(&p.master_arn)
+        .secret_string(admin.to_string())
+        .send()
+        .await
+        .unwrap();
+    let token = f.stack.start_rotation(&p.arn).await;
+    f.step("createSecret", &p.arn, &token).await.unwrap();
+
+    let err = f.step("setSecret", &p.arn, &token).await.unwrap_err();
+
+    assert_eq!(err.code, "autopilot.DatabaseFailed", "{}", err.message);
+    assert!(
+        err.message.to_lowercase().contains("tls"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains(&format!("login as {}", p.admin)),
+        "names the admin user: {}",
+        err.message
+    );
+    assert!(!f.role_exists(&format!("{}_clone", p.user)).await);
+}
+
+/// An admin secret RDS manages holds only username and password; its database
+/// comes from RDS (DescribeDBInstances), and must be the app secret's. It carries
+/// no `sslmode`, so the admin connects with verified TLS: the TLS-only server.
+#[tokio::test]
+async fn an_rds_managed_admin_secret_rotates_through_the_rds_endpoint() {
+    use autopilot_tests::postgres::postgres_tls;
+    let pg = postgres_tls();
+    let stack = Stack::new("rds_admin").await;
+    let rotator = Rotator::new(
+        &stack.sdk,
+        stack.rotate_config_with(&[(config::DB_CA_BUNDLE, pg.ca.clone().unwrap())]),
+    )
+    .unwrap();
+    let f = Fixture { stack, pg, rotator };
+    let admin = f.stack.name("master").replace('-', "_");
+    let instance = f.stack.name("db");
+    let rds = aws_sdk_rds::Client::new(&f.stack.sdk);
+    let created = rds
+        .create_db_instance()
+        .db_instance_identifier(&instance)
+        .engine("postgres")
+        .db_instance_class("db.t4g.micro")
+        .allocated_storage(20)
+        .master_username(&admin)
+        .manage_master_user_password(true)
+        .send()
+        .await
+        .expect("create the instance");
+    let master_arn = created
+        .db_instance()
+        .and_then(|i| i.master_user_secret())
+        .and_then(|s| s.secret_arn())
+        .expect("RDS made a master secret")
+        .to_string();
+    let master: Value = serde_json::from_str(
+        &f.stack
+            .secret_value(&master_arn, "AWSCURRENT")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let mut keys: Vec<_> = master.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec!["password", "username"],
+        "an RDS-managed secret has no host"
+    );
+    f.pg.exec(&format!(
+        "CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}",
+        ident(&admin),
+        literal(master["password"].as_str().unwrap())
+    ))
+    .await;
+    bridge(
+        "/_bridge/rds/endpoint",
+        json!({"instance": instance, "address": "127.0.0.1", "port": f.pg.port}),
+    );
+    let user = f.user("app", "old-password-rds").await;
+    let mut value = rds_secret(f.pg.port, &user, "old-password-rds");
+    value.as_object_mut().unwrap().remove("sslmode");
+    value["masterarn"] = json!(master_arn);
+    let arn = f.secret("db", &value).await;
+
+    f.rotate(&arn).await;
+
+    let (clone, password) = f.creds(&arn, "AWSCURRENT").await.unwrap();
+    assert_eq!(clone, format!("{user}_clone"));
+    assert!(f.pg.can_login(&clone, &password).await);
+
+    // The same admin secret for an app secret that names another host is refused.
+    let mut elsewhere = value.clone();
+    elsewhere["host"] = json!("localhost");
+    let arn = f.secret("elsewhere", &elsewhere).await;
+    let token = f.stack.start_rotation(&arn).await;
+    f.step("createSecret", &arn, &token).await.unwrap();
+    let err = f.step("setSecret", &arn, &token).await.unwrap_err();
+    assert!(
+        err.message.contains("is for 127.0.0.1") && err.message.contains("localhost"),
+        "{}",
+        err.message
+    );
+}
+
+/// The CA is trusted, but the host name (127.0.0.2) is not in the server's
+/// certificate: refused, never downgraded.
+#[tokio::test]
+async fn a_certificate_for_another_host_name_is_refused() {
+    use autopilot_tests::postgres::postgres_tls;
+    let pg = postgres_tls();
+    let stack = Stack::new("tls_name").await;
+    let rotator = Rotator::new(
+        &stack.sdk,
+        stack.rotate_config_with(&[(config::DB_CA_BUNDLE, pg.ca.clone().unwrap())]),
+    )
+    .unwrap();
+    let f = Fixture { stack, pg, rotator };
+    let user = f.user("app", "old-password-name").await;
+    let mut value = rds_secret(f.pg.port, &user, "old-password-name");
+    value.as_object_mut().unwrap().remove("sslmode");
+    value["host"] = json!("127.0.0.2");
+    let arn = f.secret("db", &value).await;
+    let token = f.stack.start_rotation(&arn).await;
+    f.step("createSecret", &arn, &token).await.unwrap();
+
+    let err = f.step("setSecret", &arn, &token).await.unwrap_err();
+
+    assert_eq!(err.code, "autopilot.DatabaseFailed", "{}", err.message);
+    let text = err.message.to_lowercase();
+    assert!(
+        text.contains("certificate") && text.contains("not valid for name"),
+        "{}",
+        err.message
+    );
+    assert!(f.pg.can_login(&user, "old-password-name").await);
+}
+
+/// Tables created by the app user itself (as migrations do), over two rotations,
+/// so both users have been current: each can read and write everything.
+#[tokio::test]
+async fn the_alternating_pair_shares_what_either_user_creates() {
+    let f = Fixture::new("owners", |_| json!([])).await;
+    let p = f.pair("o").await;
+    let clone = format!("{}_clone", p.user);
+    let (schema_table, clone_table) = (format!("{}_orders", p.user), format!("{}_items", p.user));
+    f.pg.login(&p.user, "old-o")
+        .await
+        .unwrap()
+        .batch_execute(&format!("CREATE TABLE {} (id int)", ident(&schema_table)))
+        .await
+        .unwrap();
+
+    f.rotate(&p.arn).await;
+    let (user, password) = f.creds(&p.arn, "AWSCURRENT").await.unwrap();
+    assert_eq!(user, clone);
+    let c = f.pg.login(&clone, &password).await.unwrap();
+    c.batch_execute(&format!(
+        "INSERT INTO {t} VALUES (1); UPDATE {t} SET id = 2; CREATE TABLE {n} (id int); INSERT INTO {n} VALUES (1)",
+        t = ident(&schema_table),
+        n = ident(&clone_table)
+    ))
+    .await
+    .expect("the clone uses the app's table and migrates");
+
+    f.rotate(&p.arn).await;
+    let (user, password) = f.creds(&p.arn, "AWSCURRENT").await.unwrap();
+    assert_eq!(user, p.user);
+    let a = f.pg.login(&p.user, &password).await.unwrap();
+    a.batch_execute(&format!(
+        "INSERT INTO {t} VALUES (3); DELETE FROM {n}; SELECT * FROM {t}",
+        t = ident(&schema_table),
+        n = ident(&clone_table)
+    ))
+    .await
+    .expect("the app uses what the clone created");
+    let (_, previous) = f.creds(&p.arn, "AWSPREVIOUS").await.unwrap();
+    f.pg.login(&clone, &previous)
+        .await
+        .unwrap()
+        .batch_execute(&format!("INSERT INTO {} VALUES (4)", ident(&clone_table)))
+        .await
+        .expect("AWSPREVIOUS still works");
+}
+
+/// testSecret proves the pending user can use what the pair owns; a pair whose
+/// ownership is split (a clone from an older rotator that owns its own table) is
+/// refused there, before AWSCURRENT moves, naming the table.
+#[tokio::test]
+async fn test_secret_refuses_a_user_that_cannot_use_what_the_pair_owns() {
+    let f = Fixture::new("split_owner", |_| json!([])).await;
+    let p = f.pair("x").await;
+    let clone = format!("{}_clone", p.user);
+    let table = format!("{}_legacy", p.user);
+    f.pg.exec(&format!(
+        "CREATE ROLE {c} LOGIN PASSWORD 'legacy-clone'; GRANT CREATE ON SCHEMA public TO {c}",
+        c = ident(&clone)
+    ))
+    .await;
+    f.pg.login(&clone, "legacy-clone")
+        .await
+        .unwrap()
+        .batch_execute(&format!("CREATE TABLE {} (id int)", ident(&table)))
+        .await
+        .unwrap();
+    let token = f.stack.start_rotation(&p.arn).await;
+    for step in ["createSecret", "setSecret"] {
+        f.step(step, &p.arn, &token).await.unwrap();
+    }
+
+    let err = f.step("testSecret", &p.arn, &token).await.unwrap_err();
+
+    assert_eq!(err.code, "autopilot.RotationRefused", "{}", err.message);
+    assert!(
+        err.message
+            .contains(&format!("public.{table} (owned by {clone})"))
+            && err.message.contains("INSERT"),
+        "{}",
+        err.message
+    );
+    assert_eq!(f.creds(&p.arn, "AWSCURRENT").await.unwrap().0, p.user);
+}
+
+#[tokio::test]
+async fn finish_secret_promotes_only_credentials_that_log_in() {
+    let f = Fixture::new("finish_gate", |s| single_user(s, "db")).await;
+    let user = f.user("app", "old-password-fg").await;
+    let arn = f
+        .secret("db", &rds_secret(f.pg.port, &user, "old-password-fg"))
+        .await;
+    let token = f.stack.start_rotation(&arn).await;
+    f.step("createSecret", &arn, &token).await.unwrap();
+
+    // A manual or replayed finishSecret before setSecret made the password work.
+    let err = f.step("finishSecret", &arn, &token).await.unwrap_err();
+
+    assert_eq!(err.code, "autopilot.RotationRefused", "{}", err.message);
+    assert!(err.message.contains("do not log in"), "{}", err.message);
+    assert_eq!(
+        f.creds(&arn, "AWSCURRENT").await.unwrap().1,
+        "old-password-fg"
+    );
+    assert!(f.logs_in(&arn, "AWSCURRENT").await);
+    let pages = f.stack.pages().await;
+    assert_eq!(pages.len(), 1);
+    assert_eq!(pages[0].severity, "critical");
+    assert!(!format!("{pages:?}").contains("old-password-fg"));
+}
+
+/// A dependent write fails after AWSCURRENT moved. Secrets Manager may never call
+/// finishSecret again; the scheduled follow-up check (the template's schedule)
+/// finds the owed work and finishes it.
+#[tokio::test]
+async fn a_follow_up_that_failed_after_the_label_moved_converges() {
+    let f = Fixture::new("followup", |s| {
+        json!([{"secret": s.name("db"), "strategy": "postgres-single-user",
+                "dependents": [{"secret": s.name("db-url"), "format": "url"}],
+                "consumers": [{"cluster": s.name("prod"), "service": "backend"}]}])
+    })
+    .await;
+    let user = f.user("app", "old-password-fu").await;
+    let arn = f
+        .secret("db", &rds_secret(f.pg.port, &user, "old-password-fu"))
+        .await;
+    let url = f
+        .stack
+        .create_secret("db-url", "postgresql://x:y@127.0.0.1:1/postgres")
+        .await;
+    let repo = f.stack.repository("backend").await;
+    let cluster = f.stack.cluster("prod").await;
+    let td = f
+        .stack
+        .task_definition(&f.stack.name("backend"), "app", &f.stack.image(&repo, "v1"))
+        .await;
+    f.stack
+        .service(&cluster, "backend", td.task_definition_arn().unwrap())
+        .await;
+    let deployments = || async {
+        f.stack
+            .describe_service(&cluster, "backend")
+            .await
+            .deployments()
+            .len()
+    };
+    let before = deployments().await;
+    let token = f.stack.start_rotation(&arn).await;
+    for step in ["createSecret", "setSecret", "testSecret"] {
+        f.step(step, &arn, &token).await.unwrap();
+    }
+    f.stack.fail_matching(
+        "PutSecretValue",
+        1,
+        "InternalServiceError",
+        &f.stack.name("db-url"),
+    );
+
+    assert!(f.step("finishSecret", &arn, &token).await.is_err());
+    let (_, password) = f.creds(&arn, "AWSCURRENT").await.unwrap();
+    assert!(
+        f.pg.can_login(&user, &password).await,
+        "AWSCURRENT moved and works"
+    );
+    assert!(!f
+        .stack
+        .secret_value(&url, "AWSCURRENT")
+        .await
+        .unwrap()
+        .contains(&password));
+    assert!(f.stack.stages(&arn).await[&token].contains(&"AUTOPILOT_FOLLOWUP_PENDING".to_string()));
+    assert_eq!(deployments().await, before);
+    f.stack.end_rotation(&arn, &token).await;
+    f.stack.pages().await;
+
+    let schedule = |time: &str| template::scheduled_event("RotateFunction", "FollowUpCheck", time);
+    let report = f
+        .rotator
+        .handle(LambdaEvent::new(
+            schedule("2026-11-24T10:15:00Z"),
+            Context::default(),
+        ))
+        .await
+        .unwrap();
+
+    assert_eq!(report.actions(), vec!["finish"], "{report:?}");
+    assert!(f
+        .stack
+        .secret_value(&url, "AWSCURRENT")
+        .await
+        .unwrap()
+        .contains(&password));
+    assert_eq!(deployments().await, before + 1);
+    assert!(!f.stack.stages(&arn).await[&token].contains(&"AUTOPILOT_FOLLOWUP_PENDING".to_string()));
+    let pages = f.stack.pages().await;
+    assert_eq!(pages.len(), 1);
+    assert_eq!(pages[0].action(), "resolve");
+
+    // Nothing is owed any more: the next check does nothing.
+    let report = f
+        .rotator
+        .handle(LambdaEvent::new(
+            schedule("2026-11-24T10:30:00Z"),
+            Context::default(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(report.actions(), vec!["skip"]);
+    assert_eq!(deployments().await, before + 1);
+}
+
+/// A step fails after the secrets were read, with an AWS error that echoes a
+/// value (validation errors quote their input). The value is scrubbed from the
+/// error, the logs and the page; names (secret, user, host) stay.
+#[tokio::test]
+async fn a_failure_after_the_secrets_were_read_scrubs_values_not_names() {
+    let f = Fixture::new("scrub", |s| single_user(s, "db")).await;
+    let old = "old-password-echoed-9f3c";
+    let user = f.user("app", old).await;
+    let arn = f.secret("db", &rds_secret(f.pg.port, &user, old)).await;
+    let token = f.stack.start_rotation(&arn).await;
+    bridge(
+        "/_bridge/fault",
+        json!({"operation": "PutSecretValue", "count": 1, "match": f.stack.prefix, "status": 400,
+               "code": "ValidationException",
+               "message": format!("1 validation error detected: Value '{{\"password\":\"{old}\",\"username\":\"{user}\"}}' at 'secretString' failed to satisfy constraint")}),
+    );
+
+    let (result, logs) = logs::capture(f.step("createSecret", &arn, &token)).await;
+
+    let err = result.unwrap_err();
+    assert!(!err.message.contains(old), "{}", err.message);
+    assert!(err.message.contains("***"), "{}", err.message);
+    assert!(!logs.text().contains(old), "a value reached the logs");
+    let pages = f.stack.pages().await;
+    assert!(
+        !format!("{pages:?}").contains(old),
+        "a value reached a page"
+    );
+    let error = pages[0].detail("Error").as_str().unwrap();
+    assert!(error.contains(&user), "the user's name stays: {error}");
+}
+
+#[tokio::test]
+async fn a_refused_login_names_the_user_and_the_host() {
+    let f = Fixture::new("names_kept", |s| single_user(s, "db")).await;
+    let user = f.user("app", "old-password-nk").await;
+    let mut value = rds_secret(f.pg.port, &user, "old-password-nk");
+    value.as_object_mut().unwrap().remove("sslmode");
+    let arn = f.secret("db", &value).await;
+    let token = f.stack.start_rotation(&arn).await;
+    f.step("createSecret", &arn, &token).await.unwrap();
+    f.step("setSecret", &arn, &token).await.unwrap_err();
+
+    let pages = f.stack.pages().await;
+    let error = pages[0].detail("Error").as_str().unwrap();
+    assert!(
+        error.contains(&format!("login as {user} on 127.0.0.1:{}", f.pg.port)),
+        "{error}"
+    );
 }

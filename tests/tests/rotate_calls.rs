@@ -1,5 +1,6 @@
 //! How many Secrets Manager calls one full single-user rotation makes (the AWS
-//! sample makes 14). Alone in its binary, with its own emulator, so the count
+//! sample makes 14). finishSecret reads the pending value to check it logs in
+//! before AWSCURRENT moves: 12. Alone in its binary, with its own emulator, so the count
 //! holds only this rotation's calls.
 
 use autopilot_tests::postgres::postgres;
@@ -16,7 +17,7 @@ const SECRETS_MANAGER: &[&str] = &[
 ];
 
 #[tokio::test]
-async fn a_single_user_rotation_makes_eleven_secrets_manager_calls() {
+async fn a_single_user_rotation_makes_twelve_secrets_manager_calls() {
     let stack = Stack::new("sm_calls").await;
     let pg = postgres();
     let (_, arn) = stack.database_user(pg, "db", "old-password").await;
@@ -68,9 +69,9 @@ async fn a_single_user_rotation_makes_eleven_secrets_manager_calls() {
             ("createSecret", 4),
             ("setSecret", 3),
             ("testSecret", 2),
-            ("finishSecret", 2)
+            ("finishSecret", 3)
         ],
         "{calls:?}"
     );
-    assert_eq!(calls.len(), 11, "{calls:?}");
+    assert_eq!(calls.len(), 12, "{calls:?}");
 }

@@ -1,5 +1,6 @@
 //! PostgreSQL: connecting (verified TLS unless a secret says `sslmode: disable`),
-//! setting passwords, and keeping a clone user's privileges equal to the original's.
+//! setting passwords, linking the two users of an alternating pair, and proving
+//! a user can use what the pair owns.
 //!
 //! Passwords are sent as SCRAM-SHA-256 verifiers computed here, never as
 //! plaintext, so they cannot surface in the server's statement logs.
@@ -9,7 +10,6 @@ use crate::sql::{quote_ident, quote_literal};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::config::SslMode;
@@ -185,130 +185,114 @@ pub async fn ensure_login_role(client: &Client, host: &str, user: &str) -> Resul
     Ok(!exists)
 }
 
-/// Privileges that can appear in an ACL; anything else read back is refused, not spliced into SQL.
-const PRIVILEGES: &[&str] = &[
-    "SELECT",
-    "INSERT",
-    "UPDATE",
-    "DELETE",
-    "TRUNCATE",
-    "REFERENCES",
-    "TRIGGER",
-    "USAGE",
-    "CREATE",
-    "CONNECT",
-    "TEMPORARY",
-    "EXECUTE",
-    "MAINTAIN",
-];
-
-/// Every role membership and object privilege granted directly to a role, with
-/// object names quoted by the server (`format('%I')`, `regprocedure`).
-const GRANTS: &str = "
-SELECT kind, object, privilege FROM (
-  SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind,
-         format('%I.%I', n.nspname, c.relname) AS object, a.privilege_type AS privilege, a.grantee
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
-   WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p', 'S')
-  UNION ALL
-  SELECT 'SCHEMA', format('%I', n.nspname), a.privilege_type, a.grantee
-    FROM pg_namespace n, aclexplode(n.nspacl) a
-  UNION ALL
-  SELECT 'DATABASE', format('%I', d.datname), a.privilege_type, a.grantee
-    FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = current_database()
-  UNION ALL
-  SELECT 'ROUTINE', p.oid::regprocedure::text, a.privilege_type, a.grantee
-    FROM pg_proc p, aclexplode(p.proacl) a
-  UNION ALL
-  SELECT 'ROLE', format('%I', r.rolname), 'MEMBER', m.member
-    FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
-) g WHERE g.grantee = (SELECT oid FROM pg_roles WHERE rolname = $1)";
-
-type Grant = (String, String, String);
-
-async fn grants(client: &Client, host: &str, role: &str) -> Result<BTreeSet<Grant>, DbError> {
-    let rows = client
-        .query(GRANTS, &[&role])
-        .await
-        .map_err(|e| db_error(&format!("read the privileges of {role}"), host, &e))?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            (
-                r.get::<_, String>(0),
-                r.get::<_, String>(1),
-                r.get::<_, String>(2),
-            )
-        })
-        .collect())
+/// How the two users of an alternating pair were linked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// The pending user was made a member of the current one, acting as it.
+    ActsAs,
+    /// The pending user is the one the other acts as: it acts as itself.
+    Owner,
 }
 
-/// What changed when `clone` was made equal to `original`.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Sync {
-    pub granted: usize,
-    pub revoked: usize,
-}
-
-/// Makes `clone`'s memberships and direct object privileges equal to `original`'s:
-/// grants what is missing and revokes what the original no longer has, so the two
-/// users never drift apart between rotations.
-pub async fn sync_privileges(
+/// Makes `pending` able to do everything `current` does, whoever owns the objects,
+/// touching only `pending` (the user in use is never changed).
+///
+/// PostgreSQL refuses circular membership, so the two users cannot each be a
+/// member of the other. Instead one user of the pair is the owner identity and the
+/// other acts as it: it is a member of the owner (`GRANT owner TO other`, as the
+/// AWS sample grants) and its sessions run as the owner (`ALTER ROLE other SET
+/// role = owner`). So it holds the owner's rights, an owner's implicit ones
+/// included, and whatever its migrations create belongs to the owner, and to both.
+///
+/// If `current` already acts as `pending`, `pending` is the owner: it acts as
+/// itself. Otherwise `pending` becomes a member of `current` and acts as it.
+pub async fn link_pair(
     client: &Client,
     host: &str,
-    original: &str,
-    clone: &str,
-) -> Result<Sync, DbError> {
-    let want = grants(client, host, original).await?;
-    let have = grants(client, host, clone).await?;
-    let target = quote_ident(clone);
-    let mut statements = Vec::new();
-    for (kind, object, privilege) in want.difference(&have) {
-        statements.push(grant_sql("GRANT", kind, object, privilege, &target, "TO")?);
-    }
-    for (kind, object, privilege) in have.difference(&want) {
-        statements.push(grant_sql(
-            "REVOKE", kind, object, privilege, &target, "FROM",
-        )?);
-    }
-    let sync = Sync {
-        granted: want.difference(&have).count(),
-        revoked: have.difference(&want).count(),
-    };
-    if !statements.is_empty() {
-        client
-            .batch_execute(&statements.join(";\n"))
-            .await
-            .map_err(|e| {
-                db_error(
-                    &format!("copy the privileges of {original} to {clone}"),
-                    host,
-                    &e,
+    current: &str,
+    pending: &str,
+) -> Result<Link, DbError> {
+    let member_of = |role: &str, member: &str| {
+        let (role, member) = (role.to_string(), member.to_string());
+        async move {
+            client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_auth_members m \
+                       JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member \
+                      WHERE r.rolname = $1 AND u.rolname = $2)",
+                    &[&role, &member],
                 )
-            })?;
+                .await
+                .map(|row| row.get::<_, bool>(0))
+                .map_err(|e| db_error(&format!("read the memberships of {member}"), host, &e))
+        }
+    };
+    if member_of(pending, current).await? {
+        client
+            .batch_execute(&format!("ALTER ROLE {} RESET role", quote_ident(pending)))
+            .await
+            .map_err(|e| db_error(&format!("let {pending} act as itself"), host, &e))?;
+        return Ok(Link::Owner);
     }
-    Ok(sync)
+    let mut statements = Vec::new();
+    if !member_of(current, pending).await? {
+        statements.push(format!(
+            "GRANT {} TO {}",
+            quote_ident(current),
+            quote_ident(pending)
+        ));
+    }
+    statements.push(format!(
+        "ALTER ROLE {} SET role = {}",
+        quote_ident(pending),
+        quote_literal(current)
+    ));
+    client
+        .batch_execute(&statements.join(";\n"))
+        .await
+        .map_err(|e| db_error(&format!("let {pending} act as {current}"), host, &e))?;
+    Ok(Link::ActsAs)
 }
 
-fn grant_sql(
-    verb: &str,
-    kind: &str,
-    object: &str,
-    privilege: &str,
-    role: &str,
-    preposition: &str,
-) -> Result<String, DbError> {
-    if kind == "ROLE" {
-        return Ok(format!("{verb} {object} {preposition} {role}"));
-    }
-    if !PRIVILEGES.contains(&privilege) {
-        return Err(DbError {
-            action: format!("copy privilege {privilege} on {object}"),
-            host: String::new(),
-            message: "unknown privilege".into(),
-        });
-    }
-    Ok(format!(
-        "{verb} {privilege} ON {kind} {object} {preposition} {role}"
-    ))
+/// What the logged-in session cannot do to objects the given users own: read and
+/// write their tables, read their views and sequences, use their schemas. Empty
+/// when it can do everything, e.g. `public.orders (owned by app): INSERT`.
+const MISSING_ACCESS: &str = "
+SELECT format('%s (owned by %s): %s', object, owner, string_agg(privilege, ', ' ORDER BY privilege))
+  FROM (
+    SELECT format('%I.%I', n.nspname, c.relname) AS object, r.rolname AS owner, p.privilege
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.oid = c.relowner
+      CROSS JOIN LATERAL unnest(CASE c.relkind
+          WHEN 'S' THEN ARRAY['USAGE']
+          WHEN 'v' THEN ARRAY['SELECT'] WHEN 'm' THEN ARRAY['SELECT']
+          ELSE ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] END) AS p(privilege)
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S') AND r.rolname = ANY($1)
+       AND NOT has_table_privilege(current_user, c.oid, p.privilege)
+    UNION ALL
+    SELECT format('schema %I', n.nspname), r.rolname, 'USAGE'
+      FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+     WHERE r.rolname = ANY($1) AND NOT has_schema_privilege(current_user, n.oid, 'USAGE')
+  ) missing
+ GROUP BY object, owner ORDER BY object LIMIT 20";
+
+/// Logs in with the secret's own user and proves it can use what `owners` own:
+/// read and write their tables, not only `SELECT 1`.
+pub async fn check_access(
+    secret: &DbSecret,
+    owners: &[&str],
+    tls: &Tls,
+) -> Result<Vec<String>, DbError> {
+    let client = connect(secret, &secret.username, &secret.password, tls).await?;
+    let owners: Vec<String> = owners.iter().map(|o| o.to_string()).collect();
+    let rows = client
+        .query(MISSING_ACCESS, &[&owners])
+        .await
+        .map_err(|e| {
+            db_error(
+                &format!("check the privileges of {}", secret.username),
+                &secret.host,
+                &e,
+            )
+        })?;
+    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
 }

@@ -5,7 +5,8 @@
 //! createSecret, setSecret, testSecret, finishSecret. Every step first checks the
 //! secret's versions (`plan::preflight`), is safe to repeat, and never logs or
 //! pages a secret value. After finishSecret it rewrites dependent secrets and
-//! redeploys the ECS services that read the secret.
+//! redeploys the ECS services that read the secret; the `rotate-followup`
+//! scheduled task finishes that follow-up when a failure left it owed.
 
 pub mod config;
 pub mod db;
@@ -19,17 +20,19 @@ use crate::db::Tls;
 use crate::plan::Step;
 use crate::run::Run;
 use autopilot_shared::aws::{self, AwsCallError};
-use autopilot_shared::events::{self, EventError};
-use autopilot_shared::invocation::{self, Coded, Failure, Report};
+use autopilot_shared::events::{self, EventError, ScheduledTask, SCHEDULED_TASK};
+use autopilot_shared::invocation::{self, Coded, Failure, Outcome, Report};
 use autopilot_shared::pager::PageError;
 use autopilot_shared::Pager;
 use aws_config::SdkConfig;
 use aws_lambda_events::secretsmanager::SecretsManagerSecretRotationEvent;
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
-use std::sync::Mutex;
 
 pub const FUNCTION: &str = "autopilot-rotate";
+
+/// The follow-up check's task name in its schedule's input (`template.yaml`).
+pub const FOLLOWUP_TASK: &str = "rotate-followup";
 
 /// rotate's own `errorType` codes, beside the shared ones.
 pub mod code {
@@ -73,6 +76,7 @@ impl Coded for RotateError {
 pub struct Rotator {
     sm: aws_sdk_secretsmanager::Client,
     ecs: aws_sdk_ecs::Client,
+    rds: aws_sdk_rds::Client,
     pager: Pager,
     config: Config,
     tls: Tls,
@@ -85,6 +89,7 @@ impl Rotator {
         Ok(Self {
             sm: aws_sdk_secretsmanager::Client::new(&sdk),
             ecs: aws_sdk_ecs::Client::new(&sdk),
+            rds: aws_sdk_rds::Client::new(&sdk),
             pager: Pager::for_function(&sdk, &config.common, FUNCTION),
             config,
             tls,
@@ -98,6 +103,10 @@ impl Rotator {
     }
 
     async fn dispatch(&self, payload: Value) -> Result<Report, Failure> {
+        // Secrets Manager's rotation event has no EventBridge `source`; a schedule's has.
+        if payload.get("source").is_some() {
+            return self.on_schedule(payload).await.map_err(|e| Failure::of(&e));
+        }
         let parsed: SecretsManagerSecretRotationEvent =
             events::parse(payload, "Secrets Manager rotation event")
                 .map_err(|e| Failure::of(&e))?;
@@ -112,21 +121,95 @@ impl Rotator {
                 ),
             }));
         };
-        let run = Run {
-            rotator: self,
-            secret_id: parsed.secret_id.clone(),
-            token: parsed.client_request_token.clone(),
-            step,
-            seen: Mutex::new(Vec::new()),
-            name: Mutex::new(parsed.secret_id.clone()),
-            strategy: Mutex::new(None),
-        };
+        let run = Run::new(self, &parsed.secret_id, &parsed.client_request_token, step);
         match run.step().await {
             Ok(outcome) => Ok(Report {
                 event: step.as_str().to_string(),
                 dry_run: self.config.common.dry_run,
                 outcomes: vec![outcome],
             }),
+            Err(e) => Err(run.fail(e).await),
+        }
+    }
+
+    /// The `rotate-followup` scheduled task: for every configured secret with
+    /// dependents or consumers, finish the follow-up its AWSCURRENT version still
+    /// owes (a failure after AWSCURRENT moved, which Secrets Manager may never
+    /// call again). Each secret's failure is paged; the invocation fails if any did.
+    async fn on_schedule(&self, payload: Value) -> Result<Report, RotateError> {
+        let envelope = events::envelope(payload)?;
+        if !events::is(&envelope, SCHEDULED_TASK) {
+            return Err(EventError::Unsupported {
+                event_source: envelope.source.clone(),
+                detail_type: envelope.detail_type.clone(),
+                expected: format!(
+                    "Secrets Manager rotation events and the `{FOLLOWUP_TASK}` scheduled task"
+                ),
+            }
+            .into());
+        }
+        let task: ScheduledTask = events::detail(&envelope, SCHEDULED_TASK)?;
+        if task.task != FOLLOWUP_TASK {
+            return Err(EventError::Malformed {
+                what: "Scheduled Task detail".into(),
+                path: "task".into(),
+                message: format!(
+                    "`{}` is not a task of rotate's; it runs `{FOLLOWUP_TASK}`",
+                    task.task
+                ),
+            }
+            .into());
+        }
+        let mut outcomes = Vec::new();
+        let mut failed = Vec::new();
+        for target in &self.config.rotations {
+            if target.dependents.is_empty() && target.consumers.is_empty() {
+                continue;
+            }
+            match self.follow_up_owed(&target.secret).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(failure) => failed.push(failure.message),
+            }
+        }
+        if !failed.is_empty() {
+            return Err(RotateError::Protocol(format!(
+                "the follow-up of {} secret(s) failed: {}",
+                failed.len(),
+                failed.join("; ")
+            )));
+        }
+        Ok(Report {
+            event: envelope.detail_type.clone(),
+            dry_run: self.config.common.dry_run,
+            outcomes,
+        })
+    }
+
+    /// Finishes the follow-up `secret`'s AWSCURRENT version owes, if it owes one.
+    async fn follow_up_owed(&self, secret: &str) -> Result<Outcome, Failure> {
+        let probe = Run::new(self, secret, "", Step::Finish);
+        let versions = match probe.versions().await {
+            Ok(v) => v,
+            Err(e) => return Err(probe.fail(e).await),
+        };
+        let owed = versions
+            .holder(plan::FOLLOWUP_PENDING)
+            .filter(|v| versions.is_current(v))
+            .map(str::to_string);
+        let Some(version) = owed else {
+            return Ok(Outcome::new(secret, "skip", "no follow-up is owed"));
+        };
+        if self.config.common.dry_run {
+            return Ok(Outcome::new(
+                secret,
+                "dry-run",
+                format!("would finish the follow-up of version {version}"),
+            ));
+        }
+        let run = Run::new(self, secret, &version, Step::Finish);
+        tracing::warn!(action = "follow_up", resource = %secret, version = %version, reason = "AWSCURRENT moved but its follow-up did not finish", "finishing the follow-up");
+        match run.follow_up(None).await {
+            Ok(outcome) => Ok(outcome),
             Err(e) => Err(run.fail(e).await),
         }
     }

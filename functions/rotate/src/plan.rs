@@ -2,7 +2,7 @@
 //! holds, who the next user is, what dependent secrets become, and the pages.
 
 use crate::config::{Dependent, DependentFormat, RotationTarget, Strategy};
-use crate::secret::DbSecret;
+use crate::secret::{DbSecret, Endpoint};
 use crate::sql::IDENTIFIER_LIMIT;
 use autopilot_shared::pager::{Action, Page, Severity};
 use std::collections::HashMap;
@@ -11,9 +11,11 @@ use std::fmt;
 pub const AWSCURRENT: &str = "AWSCURRENT";
 pub const AWSPENDING: &str = "AWSPENDING";
 pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
-/// Marks the version whose consumers have been redeployed, so a retried
-/// finishSecret does not redeploy them again. A staging label is on one version at a time.
-pub const CONSUMERS_REDEPLOYED: &str = "AUTOPILOT_CONSUMERS_REDEPLOYED";
+/// Marks the version whose follow-up (dependent secrets, consumer redeploys, the
+/// page) is still owed: set before AWSCURRENT moves, removed once the follow-up is
+/// done. A later finishSecret or the scheduled follow-up check finds it and finishes
+/// the work. A staging label is on one version at a time.
+pub const FOLLOWUP_PENDING: &str = "AUTOPILOT_FOLLOWUP_PENDING";
 
 const CLONE_SUFFIX: &str = "_clone";
 
@@ -79,8 +81,9 @@ impl Versions {
         self.has(token, AWSCURRENT)
     }
 
-    pub fn consumers_redeployed(&self, token: &str) -> bool {
-        self.has(token, CONSUMERS_REDEPLOYED)
+    /// Whether `version`'s follow-up is still owed.
+    pub fn followup_pending(&self, version: &str) -> bool {
+        self.has(version, FOLLOWUP_PENDING)
     }
 }
 
@@ -168,9 +171,68 @@ pub fn next_username(strategy: Strategy, current: &str) -> Result<String, String
     Ok(next)
 }
 
-/// The user whose grants are the source of truth: the name without `_clone`.
-pub fn original_username(username: &str) -> &str {
-    username.strip_suffix(CLONE_SUFFIX).unwrap_or(username)
+/// Checks that the pending secret is this rotation's before anything is done with
+/// it (what the AWS sample rotator checks against a confused deputy): the same
+/// database as AWSCURRENT, the user AWSCURRENT's strategy rotates to, and for
+/// alternating users the same admin secret. The pending value may have been
+/// written by anyone who can put a value in the secret.
+pub fn check_pending(
+    strategy: Strategy,
+    current: &DbSecret,
+    pending: &DbSecret,
+    secret: &str,
+) -> Result<(), String> {
+    let refuse = |what: String| {
+        Err(format!(
+            "the pending value of {secret} {what}; refusing to set it"
+        ))
+    };
+    let expected = next_username(strategy, &current.username)?;
+    if pending.username != expected {
+        return refuse(format!(
+            "names user {} where AWSCURRENT's user {} rotates to {expected}",
+            pending.username, current.username
+        ));
+    }
+    if !same_host(&pending.host, &current.host) || pending.port != current.port {
+        return refuse(format!(
+            "names database {} where AWSCURRENT names {}",
+            pending.endpoint(),
+            current.endpoint()
+        ));
+    }
+    if pending.dbname() != current.dbname() {
+        return refuse(format!(
+            "names database name {} where AWSCURRENT names {}",
+            pending.dbname(),
+            current.dbname()
+        ));
+    }
+    if strategy == Strategy::PostgresAlternatingUsers && pending.masterarn != current.masterarn {
+        return refuse("names another admin secret (masterarn) than AWSCURRENT".into());
+    }
+    Ok(())
+}
+
+/// Checks that the admin secret is for the database the app secret names, so the
+/// admin password is sent only to the admin's own database.
+pub fn check_admin_endpoint(
+    admin: &Endpoint,
+    database: &Endpoint,
+    admin_secret: &str,
+) -> Result<(), String> {
+    if same_host(&admin.host, &database.host) && admin.port == database.port {
+        return Ok(());
+    }
+    Err(format!(
+        "the admin secret {admin_secret} is for {admin}, but the app secret names {database}; refusing to send the admin password there"
+    ))
+}
+
+/// Host names compare without case and a trailing dot, as DNS does.
+fn same_host(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
 }
 
 /// The pending secret string: the current one with a new password (and, for
@@ -276,7 +338,7 @@ pub fn database_url(existing: Option<&str>, creds: &DbSecret) -> String {
     )
 }
 
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -439,7 +501,93 @@ mod tests {
         let long = "u".repeat(58);
         let err = next_username(s, &long).unwrap_err();
         assert!(err.contains("64 bytes") && err.contains("63"), "{err}");
-        assert_eq!(original_username("app_clone"), "app");
+    }
+
+    fn db(value: serde_json::Value) -> DbSecret {
+        DbSecret::parse("s", &value.to_string()).unwrap()
+    }
+
+    #[test]
+    fn a_tampered_pending_secret_is_refused() {
+        let alt = Strategy::PostgresAlternatingUsers;
+        let current = db(
+            serde_json::json!({"host": "db.internal", "port": 5432, "username": "app",
+            "password": "p", "dbname": "orders", "masterarn": "arn:admin"}),
+        );
+        let pending = |change: serde_json::Value| {
+            let mut v = serde_json::json!({"host": "db.internal", "port": 5432, "username": "app_clone",
+                "password": "n", "dbname": "orders", "masterarn": "arn:admin"});
+            for (k, x) in change.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            db(v)
+        };
+        assert!(check_pending(alt, &current, &pending(serde_json::json!({})), "s").is_ok());
+        assert!(
+            check_pending(
+                alt,
+                &current,
+                &pending(serde_json::json!({"host": "DB.internal."})),
+                "s"
+            )
+            .is_ok(),
+            "DNS names compare without case"
+        );
+        for (change, names) in [
+            (serde_json::json!({"username": "postgres"}), "user postgres"),
+            (serde_json::json!({"username": "app"}), "user app "),
+            (
+                serde_json::json!({"host": "evil.example"}),
+                "evil.example:5432",
+            ),
+            (serde_json::json!({"port": 6432}), "db.internal:6432"),
+            (
+                serde_json::json!({"dbname": "postgres"}),
+                "database name postgres",
+            ),
+            (
+                serde_json::json!({"masterarn": "arn:other-admin"}),
+                "admin secret",
+            ),
+        ] {
+            let err = check_pending(alt, &current, &pending(change.clone()), "s").unwrap_err();
+            assert!(
+                err.contains(names) && err.contains("refusing"),
+                "{change}: {err}"
+            );
+        }
+        let single = Strategy::PostgresSingleUser;
+        assert!(check_pending(
+            single,
+            &current,
+            &pending(serde_json::json!({"username": "app"})),
+            "s"
+        )
+        .is_ok());
+        assert!(check_pending(single, &current, &pending(serde_json::json!({})), "s").is_err());
+    }
+
+    #[test]
+    fn the_admin_password_goes_only_to_the_admin_database() {
+        let db = Endpoint {
+            host: "db.internal".into(),
+            port: 5432,
+        };
+        assert!(check_admin_endpoint(&db.clone(), &db, "admin").is_ok());
+        let elsewhere = Endpoint {
+            host: "evil.example".into(),
+            port: 5432,
+        };
+        let err = check_admin_endpoint(&db, &elsewhere, "admin").unwrap_err();
+        assert!(
+            err.contains("evil.example:5432") && err.contains("refusing"),
+            "{err}"
+        );
+        let other_port = Endpoint {
+            host: "db.internal".into(),
+            port: 6432,
+        };
+        assert!(check_admin_endpoint(&db, &other_port, "admin").is_err());
     }
 
     #[test]

@@ -1,18 +1,37 @@
 //! One invocation of the rotation function: the preflight, the four steps and
 //! the follow-up after finishSecret. Every secret value read is remembered so
-//! that errors can be scrubbed of it before they are logged or paged.
+//! that errors can be scrubbed of it before they are logged or paged; names
+//! (host, port, user, database) are not secrets and stay, so on-call can act.
 
 use crate::config::{RotationTarget, Strategy};
 use crate::db;
 use crate::plan::{
-    self, Preflight, Step, Versions, AWSCURRENT, AWSPENDING, AWSPREVIOUS, CONSUMERS_REDEPLOYED,
+    self, Preflight, Step, Versions, AWSCURRENT, AWSPENDING, AWSPREVIOUS, FOLLOWUP_PENDING,
 };
-use crate::secret::DbSecret;
+use crate::secret::{AdminSecret, DbSecret, Endpoint};
 use crate::{RotateError, Rotator};
 use autopilot_shared::aws::AwsCallError;
 use autopilot_shared::invocation::{Coded, Failure, Outcome};
 use serde_json::Value;
 use std::sync::Mutex;
+
+/// Fields of a secret JSON that name things rather than hold a secret: kept in
+/// errors and pages. Every other string field is treated as a secret value.
+const NAME_FIELDS: &[&str] = &[
+    "engine",
+    "host",
+    "port",
+    "username",
+    "dbname",
+    "masterarn",
+    "sslmode",
+    "dbInstanceIdentifier",
+    "dbClusterIdentifier",
+];
+
+/// The RDS tags on a secret RDS manages, naming the database it belongs to.
+const RDS_INSTANCE_TAG: &str = "aws:rds:primaryDBInstanceArn";
+const RDS_CLUSTER_TAG: &str = "aws:rds:primaryDBClusterArn";
 
 /// One invocation: the event, and every secret value read so far (to scrub from errors).
 pub(crate) struct Run<'a> {
@@ -25,7 +44,19 @@ pub(crate) struct Run<'a> {
     pub(crate) strategy: Mutex<Option<Strategy>>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    pub(crate) fn new(rotator: &'a Rotator, secret_id: &str, token: &str, step: Step) -> Self {
+        Self {
+            rotator,
+            secret_id: secret_id.to_string(),
+            token: token.to_string(),
+            step,
+            seen: Mutex::new(Vec::new()),
+            name: Mutex::new(secret_id.to_string()),
+            strategy: Mutex::new(None),
+        }
+    }
+
     fn name(&self) -> String {
         self.name.lock().map(|n| n.clone()).unwrap_or_default()
     }
@@ -34,7 +65,8 @@ impl Run<'_> {
         Outcome::new(self.name(), action, reason).with("version", &self.token)
     }
 
-    /// Replaces every secret value read in this invocation (and its JSON fields) with `***`.
+    /// Replaces every secret value read in this invocation with `***`: whole secret
+    /// strings, and their JSON fields other than [`NAME_FIELDS`].
     fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
         if let Ok(seen) = self.seen.lock() {
@@ -51,9 +83,11 @@ impl Run<'_> {
         if let Ok(mut seen) = self.seen.lock() {
             seen.push(value.to_string());
             if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(value) {
-                for v in map.values() {
-                    if let Value::String(s) = v {
+                for (key, v) in &map {
+                    if let (Value::String(s), false) = (v, NAME_FIELDS.contains(&key.as_str())) {
                         seen.push(s.clone());
+                        // As it appears inside a connection URL.
+                        seen.push(plan::percent_encode(s));
                     }
                 }
             }
@@ -80,7 +114,7 @@ impl Run<'_> {
         error
     }
 
-    async fn versions(&self) -> Result<Versions, RotateError> {
+    pub(crate) async fn versions(&self) -> Result<Versions, RotateError> {
         let out = self
             .rotator
             .sm
@@ -166,6 +200,23 @@ impl Run<'_> {
         Ok(s)
     }
 
+    /// Takes `label` off `version`.
+    async fn remove_label(&self, label: &str, version: &str) -> Result<(), RotateError> {
+        self.rotator
+            .sm
+            .update_secret_version_stage()
+            .secret_id(&self.secret_id)
+            .version_stage(label)
+            .remove_from_version_id(version)
+            .send()
+            .await
+            .map_err(AwsCallError::of(
+                "UpdateSecretVersionStage",
+                &self.secret_id,
+            ))?;
+        Ok(())
+    }
+
     async fn move_label(
         &self,
         secret: &str,
@@ -191,13 +242,18 @@ impl Run<'_> {
         let name = self.name();
         match plan::preflight(self.step, &name, &self.token, &versions) {
             Preflight::Refuse(reason) => return Err(RotateError::Protocol(reason)),
-            Preflight::AlreadyCurrent if self.step == Step::Finish => {
-                return self.after_finish(&versions).await
+            Preflight::AlreadyCurrent
+                if self.step == Step::Finish && versions.followup_pending(&self.token) =>
+            {
+                return self.follow_up(None).await
             }
             Preflight::AlreadyCurrent => {
                 return Ok(self.report(
                     "skip",
-                    format!("version {} is already AWSCURRENT", self.token),
+                    format!(
+                        "version {} is already AWSCURRENT and nothing is owed",
+                        self.token
+                    ),
                 ))
             }
             Preflight::Adopt { abandoned } => {
@@ -216,18 +272,7 @@ impl Run<'_> {
             Step::Create => self.create().await,
             Step::Set => self.set().await,
             Step::Test => self.test().await,
-            Step::Finish => {
-                let holder = versions.holder(AWSCURRENT).map(str::to_string);
-                self.move_label(&self.secret_id, AWSCURRENT, &self.token, holder.as_deref())
-                    .await?;
-                tracing::info!(
-                    action = "finish",
-                    reason = "the tested version becomes AWSCURRENT; the old one AWSPREVIOUS",
-                    "AWSCURRENT moved"
-                );
-                // after_finish reads only the consumers label, which the move left alone.
-                self.after_finish(&versions).await
-            }
+            Step::Finish => self.finish(&versions).await,
         }
     }
 
@@ -311,20 +356,26 @@ impl Run<'_> {
             Strategy::Random => {
                 Ok(self.report("skip", "a random secret has no external system to set"))
             }
-            Strategy::PostgresSingleUser => {
+            strategy => {
                 let pending =
                     DbSecret::parse(&self.name(), &pending_text).map_err(RotateError::Protocol)?;
-                self.set_single_user(&pending).await
-            }
-            Strategy::PostgresAlternatingUsers => {
-                let pending =
-                    DbSecret::parse(&self.name(), &pending_text).map_err(RotateError::Protocol)?;
-                self.set_alternating(&pending).await
+                let current = self.db_secret(&self.secret_id, AWSCURRENT, None).await?;
+                plan::check_pending(strategy, &current, &pending, &self.name())
+                    .map_err(RotateError::Protocol)?;
+                if strategy == Strategy::PostgresSingleUser {
+                    self.set_single_user(&current, &pending).await
+                } else {
+                    self.set_alternating(&current, &pending).await
+                }
             }
         }
     }
 
-    async fn set_single_user(&self, pending: &DbSecret) -> Result<Outcome, RotateError> {
+    async fn set_single_user(
+        &self,
+        current: &DbSecret,
+        pending: &DbSecret,
+    ) -> Result<Outcome, RotateError> {
         let tls = &self.rotator.tls;
         if db::check_login(pending, tls).await.is_ok() {
             return Ok(self.report(
@@ -332,17 +383,7 @@ impl Run<'_> {
                 format!("the pending password of {} already works", pending.username),
             ));
         }
-        let current = self.db_secret(&self.secret_id, AWSCURRENT, None).await?;
-        if current.username != pending.username
-            || current.host != pending.host
-            || current.port != pending.port
-        {
-            return Err(RotateError::Protocol(format!(
-                "the pending secret of {} names another user or host than AWSCURRENT; refusing to set it",
-                self.name()
-            )));
-        }
-        let client = match db::connect(pending, &current.username, &current.password, tls).await {
+        let client = match db::connect(current, &current.username, &current.password, tls).await {
             Ok(client) => client,
             Err(current_error) => {
                 tracing::warn!(action = "login", reason = %current_error, "AWSCURRENT cannot log in; trying AWSPREVIOUS");
@@ -351,9 +392,9 @@ impl Run<'_> {
                     .map(|p| DbSecret::parse(&self.name(), &p))
                     .transpose()
                     .map_err(RotateError::Protocol)?
-                    .filter(|p| p.username == pending.username);
+                    .filter(|p| p.username == current.username);
                 match previous {
-                    Some(p) => db::connect(pending, &p.username, &p.password, tls).await?,
+                    Some(p) => db::connect(current, &p.username, &p.password, tls).await?,
                     None => return Err(current_error.into()),
                 }
             }
@@ -363,57 +404,194 @@ impl Run<'_> {
         Ok(self.report("set", format!("set the password of {}", pending.username)))
     }
 
-    async fn set_alternating(&self, pending: &DbSecret) -> Result<Outcome, RotateError> {
-        let master_arn = pending.masterarn.clone().ok_or_else(|| {
+    /// Sets the idle user's password with the admin credentials, after checking, as
+    /// the AWS sample rotator does, that the admin password goes only to the admin's
+    /// own database and that the credentials being rotated are real.
+    async fn set_alternating(
+        &self,
+        current: &DbSecret,
+        pending: &DbSecret,
+    ) -> Result<Outcome, RotateError> {
+        let tls = &self.rotator.tls;
+        let master_arn = current.masterarn.clone().ok_or_else(|| {
             RotateError::Protocol(format!(
                 "secret {} has no masterarn, which alternating users need",
                 self.name()
             ))
         })?;
-        let master = self.db_secret(&master_arn, AWSCURRENT, None).await?;
-        let client = db::connect(
-            pending,
-            &master.username,
-            &master.password,
-            &self.rotator.tls,
-        )
-        .await?;
-        let host = &pending.host;
+        let admin_text = self.required(&master_arn, AWSCURRENT, None).await?;
+        let admin = AdminSecret::parse(&master_arn, &admin_text).map_err(RotateError::Protocol)?;
+        let admin_endpoint = match &admin.host {
+            Some(host) => Endpoint {
+                host: host.clone(),
+                port: admin.port.unwrap_or(5432),
+            },
+            None => self.rds_endpoint(&master_arn).await?,
+        };
+        plan::check_admin_endpoint(&admin_endpoint, &current.endpoint(), &master_arn)
+            .map_err(RotateError::Protocol)?;
+        db::check_login(current, tls).await.map_err(|e| {
+            RotateError::Protocol(format!(
+                "AWSCURRENT of {} does not log in ({e}); refusing to use the admin credentials for it",
+                self.name()
+            ))
+        })?;
+        let login = admin.login(&admin_endpoint, pending.dbname());
+        let client = db::connect(&login, &admin.username, &admin.password, tls).await?;
+        let host = &admin_endpoint.host;
         let created = db::ensure_login_role(&client, host, &pending.username).await?;
         db::set_password(&client, host, &pending.username, &pending.password).await?;
-        let original = plan::original_username(&pending.username).to_string();
-        let clone = format!("{original}_clone");
-        // Both users exist now: the pending one was just ensured, the other is AWSCURRENT.
-        // An original created only now has no grants yet; copying its (empty) set
-        // would strip the clone that is in use, so that first sync is skipped.
-        let sync = if created && pending.username == original {
-            tracing::warn!(action = "sync_privileges", user = %original, reason = "the original user was just created and holds no grants yet", "privilege sync skipped");
-            db::Sync::default()
-        } else {
-            db::sync_privileges(&client, host, &original, &clone).await?
+        let link = db::link_pair(&client, host, &current.username, &pending.username).await?;
+        let linked = match link {
+            db::Link::ActsAs => format!(
+                "{} is a member of {} and its sessions act as it",
+                pending.username, current.username
+            ),
+            db::Link::Owner => format!(
+                "{} acts as itself; {} acts as it",
+                pending.username, current.username
+            ),
         };
         tracing::info!(
             action = "set_password",
             user = %pending.username,
             created,
-            granted = sync.granted,
-            revoked = sync.revoked,
-            reason = "the idle user gets the new password; the clone's privileges are re-synced from the original",
+            reason = %linked,
             "password set"
         );
         Ok(self.report(
             "set",
             format!(
-                "set the password of {}{}; {} privilege(s) granted to and {} revoked from {clone} to match {original}",
+                "set the password of {}{}; {linked}",
                 pending.username,
                 if created { " (created)" } else { "" },
-                sync.granted,
-                sync.revoked
             ),
         ))
     }
 
+    /// The endpoint of the database an RDS-managed admin secret belongs to, from
+    /// RDS itself (the secret holds only a user name and a password).
+    async fn rds_endpoint(&self, master_arn: &str) -> Result<Endpoint, RotateError> {
+        let described = self
+            .rotator
+            .sm
+            .describe_secret()
+            .secret_id(master_arn)
+            .send()
+            .await
+            .map_err(AwsCallError::of("DescribeSecret", master_arn))?;
+        let tag = |key: &str| {
+            described
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some(key))
+                .and_then(|t| t.value())
+                .map(str::to_string)
+        };
+        let no_endpoint = |what: &str| {
+            RotateError::Protocol(format!(
+                "admin secret {master_arn} has no host, and RDS reports no endpoint for {what}"
+            ))
+        };
+        if let Some(arn) = tag(RDS_INSTANCE_TAG) {
+            let out = self
+                .rotator
+                .rds
+                .describe_db_instances()
+                .db_instance_identifier(&arn)
+                .send()
+                .await
+                .map_err(AwsCallError::of("DescribeDBInstances", &arn))?;
+            let endpoint = out
+                .db_instances()
+                .first()
+                .and_then(|i| i.endpoint())
+                .ok_or_else(|| no_endpoint(&arn))?;
+            return Ok(Endpoint {
+                host: endpoint
+                    .address()
+                    .ok_or_else(|| no_endpoint(&arn))?
+                    .to_string(),
+                port: endpoint
+                    .port()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or(5432),
+            });
+        }
+        if let Some(arn) = tag(RDS_CLUSTER_TAG) {
+            let out = self
+                .rotator
+                .rds
+                .describe_db_clusters()
+                .db_cluster_identifier(&arn)
+                .send()
+                .await
+                .map_err(AwsCallError::of("DescribeDBClusters", &arn))?;
+            let cluster = out.db_clusters().first().ok_or_else(|| no_endpoint(&arn))?;
+            return Ok(Endpoint {
+                host: cluster
+                    .endpoint()
+                    .ok_or_else(|| no_endpoint(&arn))?
+                    .to_string(),
+                port: cluster
+                    .port()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or(5432),
+            });
+        }
+        Err(RotateError::Protocol(format!(
+            "admin secret {master_arn} has no host, and no {RDS_INSTANCE_TAG} or {RDS_CLUSTER_TAG} tag to find its database by"
+        )))
+    }
+
     async fn test(&self) -> Result<Outcome, RotateError> {
+        let pending_text = self
+            .required(&self.secret_id, AWSPENDING, Some(&self.token))
+            .await?;
+        let strategy = self.strategy_of(&pending_text)?;
+        if strategy == Strategy::Random {
+            let key = self.target().and_then(|t| t.key.as_deref());
+            plan::check_random(key, &pending_text, &self.name()).map_err(RotateError::Protocol)?;
+            return Ok(self.report("test", "the pending value is well formed"));
+        }
+        let pending =
+            DbSecret::parse(&self.name(), &pending_text).map_err(RotateError::Protocol)?;
+        if strategy == Strategy::PostgresSingleUser {
+            db::check_login(&pending, &self.rotator.tls).await?;
+            return Ok(self.report(
+                "test",
+                format!("{} logs in with the pending password", pending.username),
+            ));
+        }
+        let other =
+            plan::next_username(strategy, &pending.username).map_err(RotateError::Protocol)?;
+        let missing = db::check_access(
+            &pending,
+            &[pending.username.as_str(), other.as_str()],
+            &self.rotator.tls,
+        )
+        .await?;
+        if !missing.is_empty() {
+            return Err(RotateError::Protocol(format!(
+                "{} logs in but cannot use what {} and {other} own: {}",
+                pending.username,
+                pending.username,
+                missing.join("; ")
+            )));
+        }
+        Ok(self.report(
+            "test",
+            format!(
+                "{} logs in and can read and write what {} and {other} own",
+                pending.username, pending.username
+            ),
+        ))
+    }
+
+    /// Moves AWSCURRENT to the tested version, then does the follow-up. Only
+    /// credentials that work are promoted: a manual or replayed finishSecret for a
+    /// version setSecret never made work is refused, so AWSCURRENT always logs in.
+    async fn finish(&self, versions: &Versions) -> Result<Outcome, RotateError> {
         let pending_text = self
             .required(&self.secret_id, AWSPENDING, Some(&self.token))
             .await?;
@@ -422,23 +600,49 @@ impl Run<'_> {
                 let key = self.target().and_then(|t| t.key.as_deref());
                 plan::check_random(key, &pending_text, &self.name())
                     .map_err(RotateError::Protocol)?;
-                Ok(self.report("test", "the pending value is well formed"))
             }
             _ => {
                 let pending =
                     DbSecret::parse(&self.name(), &pending_text).map_err(RotateError::Protocol)?;
-                db::check_login(&pending, &self.rotator.tls).await?;
-                Ok(self.report(
-                    "test",
-                    format!("{} logs in with the pending password", pending.username),
-                ))
+                db::check_login(&pending, &self.rotator.tls)
+                    .await
+                    .map_err(|e| {
+                        RotateError::Protocol(format!(
+                            "the pending credentials of {} do not log in ({e}); refusing to make them AWSCURRENT",
+                            self.name()
+                        ))
+                    })?;
             }
         }
+        let owed = self
+            .target()
+            .is_some_and(|t| !t.dependents.is_empty() || !t.consumers.is_empty());
+        if owed {
+            let holder = versions.holder(FOLLOWUP_PENDING).map(str::to_string);
+            self.move_label(
+                &self.secret_id,
+                FOLLOWUP_PENDING,
+                &self.token,
+                holder.as_deref(),
+            )
+            .await?;
+        }
+        let holder = versions.holder(AWSCURRENT).map(str::to_string);
+        self.move_label(&self.secret_id, AWSCURRENT, &self.token, holder.as_deref())
+            .await?;
+        tracing::info!(
+            action = "finish",
+            reason = "the tested version becomes AWSCURRENT; the old one AWSPREVIOUS",
+            "AWSCURRENT moved"
+        );
+        self.follow_up(Some(pending_text)).await
     }
 
-    /// After AWSCURRENT has moved: rewrite dependent secrets, redeploy consumers, tell on-call.
-    /// Safe to repeat: a dependent already right is left alone, consumers are redeployed once per version.
-    async fn after_finish(&self, versions: &Versions) -> Result<Outcome, RotateError> {
+    /// After AWSCURRENT has moved: rewrite dependent secrets, redeploy consumers,
+    /// take the follow-up label off, tell on-call. Safe to repeat: a dependent
+    /// already right is left alone; the label shows what is still owed, so a
+    /// later finishSecret or the scheduled check finishes work a failure left.
+    pub(crate) async fn follow_up(&self, value: Option<String>) -> Result<Outcome, RotateError> {
         let target = self.target().cloned();
         let dependents = target
             .as_ref()
@@ -448,23 +652,17 @@ impl Run<'_> {
             .as_ref()
             .map(|t| t.consumers.clone())
             .unwrap_or_default();
-        // The new value is read only when something is built from it, or to learn
-        // the strategy of a secret that is not configured.
-        let (strategy, creds) = match &target {
-            Some(t) if dependents.is_empty() => (t.strategy, None),
-            _ => {
-                let current = self
-                    .required(&self.secret_id, AWSCURRENT, Some(&self.token))
-                    .await?;
-                let strategy = self.strategy_of(&current)?;
-                let creds = match strategy {
-                    Strategy::Random => None,
-                    _ => Some(
-                        DbSecret::parse(&self.name(), &current).map_err(RotateError::Protocol)?,
-                    ),
-                };
-                (strategy, creds)
+        let current = match value {
+            Some(v) => v,
+            None => {
+                self.required(&self.secret_id, AWSCURRENT, Some(&self.token))
+                    .await?
             }
+        };
+        let strategy = self.strategy_of(&current)?;
+        let creds = match strategy {
+            Strategy::Random => None,
+            _ => Some(DbSecret::parse(&self.name(), &current).map_err(RotateError::Protocol)?),
         };
         let mut rewritten = Vec::new();
         if let Some(creds) = &creds {
@@ -490,29 +688,22 @@ impl Run<'_> {
             }
         }
         let mut redeployed = Vec::new();
-        if !consumers.is_empty() && !versions.consumers_redeployed(&self.token) {
-            for c in &consumers {
-                let key = format!("{}/{}", c.cluster, c.service);
-                self.rotator
-                    .ecs
-                    .update_service()
-                    .cluster(&c.cluster)
-                    .service(&c.service)
-                    .force_new_deployment(true)
-                    .send()
-                    .await
-                    .map_err(AwsCallError::of("UpdateService", &key))?;
-                tracing::info!(action = "redeploy", resource = %key, reason = "new tasks read the new secret value", "consumer redeployed");
-                redeployed.push(key);
-            }
-            let holder = versions.holder(CONSUMERS_REDEPLOYED).map(str::to_string);
-            self.move_label(
-                &self.secret_id,
-                CONSUMERS_REDEPLOYED,
-                &self.token,
-                holder.as_deref(),
-            )
-            .await?;
+        for c in &consumers {
+            let key = format!("{}/{}", c.cluster, c.service);
+            self.rotator
+                .ecs
+                .update_service()
+                .cluster(&c.cluster)
+                .service(&c.service)
+                .force_new_deployment(true)
+                .send()
+                .await
+                .map_err(AwsCallError::of("UpdateService", &key))?;
+            tracing::info!(action = "redeploy", resource = %key, reason = "new tasks read the new secret value", "consumer redeployed");
+            redeployed.push(key);
+        }
+        if !dependents.is_empty() || !consumers.is_empty() {
+            self.remove_label(FOLLOWUP_PENDING, &self.token).await?;
         }
         let page = plan::success_page(&plan::Rotated {
             secret_name: &self.name(),

@@ -110,6 +110,89 @@ impl DbSecret {
     }
 }
 
+/// The admin secret alternating users log in with (`masterarn`). A secret RDS
+/// manages (`ManageMasterUserPassword`) holds only `username` and `password`; its
+/// endpoint then comes from RDS, never from the app secret.
+#[derive(Clone, PartialEq, Deserialize)]
+pub struct AdminSecret {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default, deserialize_with = "optional_port")]
+    pub port: Option<u16>,
+    /// `disable` allows plaintext for the admin's connection; nothing else does.
+    #[serde(default)]
+    pub sslmode: Option<String>,
+}
+
+fn optional_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    port(d).map(Some)
+}
+
+impl fmt::Debug for AdminSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminSecret")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("sslmode", &self.sslmode)
+            .finish()
+    }
+}
+
+impl AdminSecret {
+    /// Parses an admin secret; the error names the field, never a value.
+    pub fn parse(secret_name: &str, text: &str) -> Result<Self, String> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            format!(
+                "admin secret {secret_name} is not a JSON object with username and password: {}",
+                e.path()
+            )
+        })
+    }
+
+    /// How to log in as the admin to `endpoint`, in `dbname`: with the admin secret's
+    /// own TLS setting, never the app secret's.
+    pub fn login(&self, endpoint: &Endpoint, dbname: &str) -> DbSecret {
+        DbSecret {
+            engine: None,
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+            username: self.username.clone(),
+            password: self.password.clone(),
+            dbname: Some(dbname.to_string()),
+            masterarn: None,
+            sslmode: self.sslmode.clone(),
+            extra: Map::new(),
+        }
+    }
+}
+
+/// Where a database listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl DbSecret {
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            host: self.host.clone(),
+            port: self.port,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +230,33 @@ mod tests {
         assert!(!err.contains("12345678"), "{err}");
         assert!(err.contains("password"), "{err}");
         let err = DbSecret::parse("x", r#"{"host":"h","username":"u"}"#).unwrap_err();
+        assert!(err.contains("password"), "{err}");
+    }
+
+    #[test]
+    fn an_rds_managed_admin_secret_has_no_host_and_its_debug_no_password() {
+        let a = AdminSecret::parse(
+            "rds!db-1",
+            r#"{"username":"admin","password":"s3cret-admin"}"#,
+        )
+        .unwrap();
+        assert_eq!((a.host.as_deref(), a.port), (None, None));
+        assert!(!format!("{a:?}").contains("s3cret-admin"));
+        let a = AdminSecret::parse(
+            "m",
+            r#"{"username":"admin","password":"p","host":"db","port":"6432"}"#,
+        )
+        .unwrap();
+        assert_eq!((a.host.as_deref(), a.port), (Some("db"), Some(6432)));
+        let login = a.login(
+            &Endpoint {
+                host: "db".into(),
+                port: 6432,
+            },
+            "orders",
+        );
+        assert_eq!((login.dbname(), login.sslmode.as_deref()), ("orders", None));
+        let err = AdminSecret::parse("m", r#"{"username":"admin"}"#).unwrap_err();
         assert!(err.contains("password"), "{err}");
     }
 
