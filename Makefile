@@ -4,11 +4,14 @@
 setup:
 	@scripts/setup.sh
 
-## make test: formatting, lints, unit tests and integration tests against the local emulator.
+## make test: formatting, lints, unit tests and integration tests against the local
+## emulator, then the IAM check over the AWS calls the whole suite made.
 test: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	rm -rf "$${CARGO_TARGET_DIR:-target}/aws-calls"
 	cargo test --workspace
+	cargo test -p autopilot-tests --test iam -- --ignored
 
 ## make demo: the deploy story on the local emulator, push to verdict.
 demo: setup

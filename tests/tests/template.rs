@@ -44,3 +44,31 @@ fn the_template_sets_every_variable_the_configuration_reads() {
         );
     }
 }
+
+/// Secrets under a customer managed key: rotate may decrypt and encrypt with the
+/// configured keys only, and only through Secrets Manager.
+#[test]
+fn rotate_uses_secret_keys_only_through_secrets_manager() {
+    let policies = autopilot_tests::template::properties("RotateFunction")["Policies"].clone();
+    let statement = policies
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["Statement"].as_array())
+        .flatten()
+        .filter_map(|s| s.get("Fn::If").map(|b| b[1].clone()))
+        .find(|s| s["Sid"] == "SecretKeysThroughSecretsManager")
+        .expect("a KMS statement for SecretKmsKeyArns");
+    assert_eq!(
+        statement["Action"],
+        serde_json::json!(["kms:Decrypt", "kms:GenerateDataKey"])
+    );
+    assert_eq!(
+        statement["Resource"],
+        serde_json::json!({"Ref": "SecretKmsKeyArns"})
+    );
+    assert_eq!(
+        statement["Condition"]["StringEquals"]["kms:ViaService"],
+        serde_json::json!({"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"})
+    );
+}
