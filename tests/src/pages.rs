@@ -30,6 +30,29 @@ impl Captured {
 impl Stack {
     /// Every page received since the last call, oldest first.
     pub async fn pages(&self) -> Vec<Captured> {
+        self.envelopes()
+            .await
+            .into_iter()
+            .map(|envelope| {
+                let body: Value =
+                    serde_json::from_str(envelope["Message"].as_str().unwrap_or_default())
+                        .unwrap_or_else(|e| {
+                            panic!("page body is not the machine JSON: {e}: {envelope}")
+                        });
+                Captured {
+                    subject: envelope["Subject"].as_str().unwrap_or_default().to_string(),
+                    severity: envelope["MessageAttributes"]["severity"]["Value"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    body,
+                }
+            })
+            .collect()
+    }
+
+    /// The SNS envelopes of every page received since the last call, oldest first.
+    pub async fn envelopes(&self) -> Vec<Value> {
         let mut pages = Vec::new();
         loop {
             let out = self
@@ -46,19 +69,7 @@ impl Stack {
             for m in out.messages() {
                 let envelope: Value =
                     serde_json::from_str(m.body().unwrap_or_default()).expect("SNS envelope");
-                let body: Value =
-                    serde_json::from_str(envelope["Message"].as_str().unwrap_or_default())
-                        .unwrap_or_else(|e| {
-                            panic!("page body is not the machine JSON: {e}: {envelope}")
-                        });
-                pages.push(Captured {
-                    subject: envelope["Subject"].as_str().unwrap_or_default().to_string(),
-                    severity: envelope["MessageAttributes"]["severity"]["Value"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                    body,
-                });
+                pages.push(envelope);
                 self.sqs
                     .delete_message()
                     .queue_url(&self.queue_url)

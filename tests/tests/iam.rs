@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 const FUNCTIONS: &[(&str, &str)] = &[
     ("autopilot-deploy", "DeployFunction"),
     ("autopilot-rotate", "RotateFunction"),
+    ("autopilot-pagerduty", "PagerDutyRelayFunction"),
 ];
 
 /// Calls the suite must have seen, so the check cannot pass on an empty log.
@@ -26,6 +27,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("autopilot-rotate", "secretsmanager:PutSecretValue"),
     ("autopilot-rotate", "rds:DescribeDBInstances"),
     ("autopilot-rotate", "ecs:UpdateService"),
+    ("autopilot-pagerduty", "secretsmanager:GetSecretValue"),
 ];
 
 /// The IAM prefix of a SigV4 signing name, where they differ.

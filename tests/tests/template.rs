@@ -37,7 +37,16 @@ fn the_template_sets_every_variable_the_configuration_reads() {
             "template.yaml does not set {var}"
         );
     }
-    for binary in ["deploy", "rotate"] {
+    for var in [
+        pagerduty::config::ROUTING_KEY_SECRET,
+        pagerduty::config::URL,
+    ] {
+        assert!(
+            template.contains(&format!("{var}:")),
+            "template.yaml does not set {var}"
+        );
+    }
+    for binary in ["deploy", "rotate", "pagerduty"] {
         assert!(
             template.contains(&format!("Binary: {binary}")),
             "template.yaml does not build {binary}"

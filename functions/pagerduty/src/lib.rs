@@ -1,0 +1,262 @@
+//! pagerduty: relays autopilot's pages from the on-call SNS topic to PagerDuty's
+//! Events API v2.
+//!
+//! Why a relay: SNS delivers to an HTTPS endpoint only once the endpoint has
+//! confirmed the subscription ("Amazon SNS doesn't send notifications to this
+//! endpoint until the subscription is confirmed", SNS developer guide), raw
+//! delivery included, and PagerDuty's `/v2/enqueue` cannot confirm one; without
+//! raw delivery the body is SNS's own envelope, which PagerDuty does not take;
+//! and an Events v2 body must carry the `routing_key`. So the topic invokes this
+//! function (a Lambda subscription needs no confirmation), which adds the
+//! routing key from a secret to the PagerDuty document every page already
+//! carries (the `lambda` key of the message) and posts it.
+//!
+//! A rejected or failed post fails the invocation: Lambda retries it, then the
+//! dead-letter queue keeps it. The routing key never reaches a log or an error.
+
+pub mod config;
+
+use crate::config::Config;
+use autopilot_shared::aws::{self, AwsCallError};
+use autopilot_shared::events::{self, EventError};
+use autopilot_shared::invocation::{self, code, Coded, Failure, Outcome, Report};
+use aws_config::SdkConfig;
+use aws_lambda_events::sns::SnsEvent;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use lambda_runtime::LambdaEvent;
+use serde_json::Value;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+pub const FUNCTION: &str = "autopilot-pagerduty";
+
+/// PagerDuty answers within seconds; a hung post fails and is retried.
+const POST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Event(#[from] EventError),
+    #[error(transparent)]
+    Aws(#[from] AwsCallError),
+    /// PagerDuty refused the event, or could not be reached.
+    #[error("PagerDuty did not accept {dedup_key}: {message}")]
+    Delivery { dedup_key: String, message: String },
+}
+
+impl Coded for RelayError {
+    fn code(&self) -> &'static str {
+        match self {
+            RelayError::Event(e) => e.code(),
+            RelayError::Aws(e) => e.code(),
+            RelayError::Delivery { .. } => code::PAGE_FAILED,
+        }
+    }
+}
+
+impl From<RelayError> for Failure {
+    fn from(e: RelayError) -> Self {
+        Failure::of(&e)
+    }
+}
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// The relay: configuration and clients, built once per cold start.
+#[derive(Clone)]
+pub struct Relay {
+    sm: aws_sdk_secretsmanager::Client,
+    http: Client<Https, Full<Bytes>>,
+    config: Config,
+    routing_key: std::sync::Arc<OnceCell<String>>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    pub fn new(sdk: &SdkConfig, config: Config) -> Result<Self, String> {
+        let sdk = aws::for_function(sdk, FUNCTION);
+        // Verified TLS against the system's roots; plain HTTP only where the
+        // configuration allows it (a loopback receiver in tests).
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| format!("TLS roots: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Self {
+            sm: aws_sdk_secretsmanager::Client::new(&sdk),
+            http: Client::builder(TokioExecutor::new()).build(https),
+            config,
+            routing_key: std::sync::Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// The Lambda handler.
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Report, Failure> {
+        let work = Box::pin(self.relay(event.payload));
+        invocation::run(FUNCTION, &event.context, work).await
+    }
+
+    async fn relay(&self, payload: Value) -> Result<Report, RelayError> {
+        let event: SnsEvent = events::parse(payload, "SNS event")?;
+        let mut outcomes = Vec::new();
+        for (i, record) in event.records.iter().enumerate() {
+            let mut document = pagerduty_document(&record.sns.message).map_err(|message| {
+                EventError::Malformed {
+                    what: "SNS event".into(),
+                    path: format!("Records[{i}].Sns.Message"),
+                    message,
+                }
+            })?;
+            let dedup_key = document["dedup_key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            invocation::record_resource(&dedup_key);
+            document["routing_key"] = Value::String(self.routing_key().await?.to_string());
+            let status = self.post(&document, &dedup_key).await?;
+            outcomes.push(Outcome::new(
+                dedup_key,
+                "relay",
+                format!(
+                    "PagerDuty accepted the {} ({status})",
+                    document["event_action"].as_str().unwrap_or("event")
+                ),
+            ));
+        }
+        Ok(Report {
+            event: "SNS Notification".into(),
+            dry_run: false,
+            outcomes,
+        })
+    }
+
+    /// The routing key, read from its secret once per cold start.
+    async fn routing_key(&self) -> Result<&str, RelayError> {
+        let key = self
+            .routing_key
+            .get_or_try_init(|| async {
+                let secret = &self.config.routing_key_secret;
+                let out = self
+                    .sm
+                    .get_secret_value()
+                    .secret_id(secret)
+                    .version_stage("AWSCURRENT")
+                    .send()
+                    .await
+                    .map_err(AwsCallError::of("GetSecretValue", secret))?;
+                config::routing_key(secret, out.secret_string().unwrap_or_default())
+                    .map_err(|m| RelayError::Aws(AwsCallError::new("GetSecretValue", secret, m)))
+            })
+            .await?;
+        Ok(key)
+    }
+
+    async fn post(&self, document: &Value, dedup_key: &str) -> Result<u16, RelayError> {
+        let fail = |message: String| RelayError::Delivery {
+            dedup_key: dedup_key.to_string(),
+            message,
+        };
+        let request = hyper::Request::post(self.config.url.as_str())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(document.to_string())))
+            .map_err(|e| fail(e.to_string()))?;
+        let response = tokio::time::timeout(POST_TIMEOUT, self.http.request(request))
+            .await
+            .map_err(|_| {
+                fail(format!(
+                    "no answer from {} within {POST_TIMEOUT:?}",
+                    self.config.url
+                ))
+            })?
+            .map_err(|e| fail(format!("{}: {e}", self.config.url)))?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
+        if status == 202 {
+            tracing::info!(action = "relay", resource = %dedup_key, status, reason = "PagerDuty accepted the event", "relayed to PagerDuty");
+            return Ok(status);
+        }
+        // 400: the event is invalid (not retried by PagerDuty's own clients, but the
+        // dead-letter queue keeps it); 429 and 5xx: retried.
+        let key = document["routing_key"].as_str().unwrap_or_default();
+        let body: String = body.replace(key, "***").chars().take(500).collect();
+        Err(fail(format!("HTTP {status}: {body}")))
+    }
+}
+
+/// The PagerDuty Events v2 document a page carries as its SNS message (the
+/// `lambda` key of autopilot's `MessageStructure=json` messages), checked for the
+/// fields PagerDuty requires.
+pub fn pagerduty_document(message: &str) -> Result<Value, String> {
+    let doc: Value = serde_json::from_str(message)
+        .map_err(|_| "is not an autopilot page (not JSON)".to_string())?;
+    let action = doc["event_action"].as_str().unwrap_or_default();
+    if !["trigger", "acknowledge", "resolve"].contains(&action) {
+        return Err(format!(
+            "event_action `{action}` is not trigger, acknowledge or resolve"
+        ));
+    }
+    if action == "trigger" {
+        for field in ["summary", "source", "severity"] {
+            if doc["payload"][field].as_str().is_none_or(str::is_empty) {
+                return Err(format!("payload.{field} is missing"));
+            }
+        }
+    }
+    if doc["dedup_key"]
+        .as_str()
+        .is_none_or(|k| k.is_empty() || k.len() > 255)
+    {
+        return Err("dedup_key is missing or longer than 255 characters".into());
+    }
+    Ok(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autopilot_shared::pager::{machine_json, Action, Page, Severity};
+
+    #[test]
+    fn a_page_is_a_valid_pagerduty_event() {
+        let page = Page::new(
+            Action::Trigger,
+            Severity::Critical,
+            "deploy.failed",
+            "prod/api",
+            "Deploy FAILED",
+        )
+        .dedup_key("autopilot/deploy/prod/api/sha256:1")
+        .source("autopilot-deploy");
+        let doc = pagerduty_document(&machine_json(&page).to_string()).unwrap();
+        assert_eq!(doc["payload"]["severity"], "critical");
+        for (message, why) in [
+            ("not json", "not JSON"),
+            (r#"{"event_action":"page","dedup_key":"k"}"#, "event_action"),
+            (
+                r#"{"event_action":"trigger","dedup_key":"k","payload":{"source":"s","severity":"info"}}"#,
+                "payload.summary",
+            ),
+            (r#"{"event_action":"resolve"}"#, "dedup_key"),
+        ] {
+            let err = pagerduty_document(message).unwrap_err();
+            assert!(err.contains(why), "{message}: {err}");
+        }
+    }
+}
