@@ -1,7 +1,7 @@
 //! ECR and ECS fixtures: repositories and pushes, clusters, production-shaped
 //! task definitions (Fargate, and EC2 for the fields Fargate refuses), services.
 
-use crate::{bridge, digest, Stack, ACCOUNT, REGION};
+use crate::{bridge, digest, Stack, ACCOUNT, PLAINTEXT_SECRET, REGION};
 use aws_sdk_ecs::types::*;
 use serde_json::json;
 
@@ -121,6 +121,14 @@ impl Stack {
                         KeyValuePair::builder()
                             .name("RUST_LOG")
                             .value("info")
+                            .build(),
+                    )
+                    // A secret where it should not be, as real task definitions have:
+                    // deploy copies it, and must never log or page it.
+                    .environment(
+                        KeyValuePair::builder()
+                            .name("PAYMENTS_API_KEY")
+                            .value(PLAINTEXT_SECRET)
                             .build(),
                     )
                     .secrets(

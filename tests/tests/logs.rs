@@ -43,6 +43,12 @@ async fn every_decision_is_a_json_log_line_with_request_resource_action_and_reas
             assert_eq!(line["resource"], json!(resource), "{line}");
         }
     }
+    assert!(
+        !logs.text().contains(PLAINTEXT_SECRET),
+        "a value from the task definition's environment reached the logs"
+    );
+    let pages = format!("{:?}", stack.pages().await);
+    assert!(!pages.is_empty() && !pages.contains(PLAINTEXT_SECRET));
     let decision = lines.iter().find(|l| l["action"] == "deploy").unwrap();
     assert!(
         decision["reason"].as_str().unwrap().contains("was pushed"),
