@@ -107,6 +107,22 @@ impl Stack {
             .and_then(|o| o.secret_string().map(str::to_string))
     }
 
+    /// Puts a new AWSCURRENT value: the current JSON changed by `edit`, as anyone
+    /// allowed to write the secret could.
+    pub async fn edit_secret(&self, secret: &str, edit: impl FnOnce(&mut Value)) {
+        let mut value: Value =
+            serde_json::from_str(&self.secret_value(secret, "AWSCURRENT").await.unwrap())
+                .expect("a JSON secret");
+        edit(&mut value);
+        self.sm()
+            .put_secret_value()
+            .secret_id(secret)
+            .secret_string(value.to_string())
+            .send()
+            .await
+            .expect("put the edited value");
+    }
+
     pub async fn stages(&self, secret: &str) -> HashMap<String, Vec<String>> {
         self.sm()
             .describe_secret()

@@ -954,17 +954,9 @@ async fn an_app_secret_pointing_elsewhere_never_receives_the_admin_password() {
     let p = f.pair("d").await;
     let (decoy_port, hits) = decoy().await;
     // The app secret itself (AWSCURRENT) is rewritten to name the decoy host.
-    let mut current: Value =
-        serde_json::from_str(&f.stack.secret_value(&p.arn, "AWSCURRENT").await.unwrap()).unwrap();
-    current["port"] = json!(decoy_port);
     f.stack
-        .sm()
-        .put_secret_value()
-        .secret_id(&p.arn)
-        .secret_string(current.to_string())
-        .send()
-        .await
-        .unwrap();
+        .edit_secret(&p.arn, |v| v["port"] = json!(decoy_port))
+        .await;
     let token = f.stack.start_rotation(&p.arn).await;
     f.step("createSecret", &p.arn, &token).await.unwrap();
 
@@ -1010,22 +1002,11 @@ async fn the_admin_connects_with_tls_unless_its_own_secret_says_otherwise() {
     let f = Fixture::new("admin_tls", |_| json!([])).await;
     let p = f.pair("s").await;
     // The admin secret asks for TLS (no sslmode); the app secret allows plaintext.
-    let mut admin: Value = serde_json::from_str(
-        &f.stack
-            .secret_value(&p.master_arn, "AWSCURRENT")
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    admin.as_object_mut().unwrap().remove("sslmode");
     f.stack
-        .sm()
-        .put_secret_value()
-        .secret_id(&p.master_arn)
-        .secret_string(admin.to_string())
-        .send()
-        .await
-        .unwrap();
+        .edit_secret(&p.master_arn, |v| {
+            v.as_object_mut().unwrap().remove("sslmode");
+        })
+        .await;
     let token = f.stack.start_rotation(&p.arn).await;
     f.step("createSecret", &p.arn, &token).await.unwrap();
 

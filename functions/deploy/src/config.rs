@@ -249,18 +249,17 @@ fn is_repository_char(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     use autopilot_shared::config::{DRY_RUN, TOPIC_ARN};
 
     const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:oncall";
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+        Config::from_lookup(config::lookup_from(
+            vars.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ))
     }
 
     fn services(json: &str) -> Result<Config, ConfigError> {

@@ -210,16 +210,15 @@ fn parse_rotations(raw: &str) -> Result<Vec<RotationTarget>, ConfigError> {
 mod tests {
     use super::*;
     use autopilot_shared::config::TOPIC_ARN;
-    use std::collections::HashMap;
 
     const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:oncall";
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+        Config::from_lookup(config::lookup_from(
+            vars.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ))
     }
 
     #[test]
