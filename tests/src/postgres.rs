@@ -68,12 +68,22 @@ impl Postgres {
         user: &str,
         password: &str,
     ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        self.login_to("postgres", user, password).await
+    }
+
+    /// A connection as `user` to database `dbname`.
+    pub async fn login_to(
+        &self,
+        dbname: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
         let mut config = tokio_postgres::Config::new();
         config
             .port(self.port)
             .user(user)
             .password(password)
-            .dbname("postgres");
+            .dbname(dbname);
         match &self.ca {
             Some(ca) => config.host_path(
                 std::path::Path::new(ca)

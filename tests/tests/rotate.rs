@@ -1154,7 +1154,11 @@ async fn the_alternating_pair_shares_what_either_user_creates() {
     f.pg.login(&p.user, "old-o")
         .await
         .unwrap()
-        .batch_execute(&format!("CREATE TABLE {} (id int)", ident(&schema_table)))
+        // A serial column: the table comes with a sequence the pair owns too.
+        .batch_execute(&format!(
+            "CREATE TABLE {} (id serial)",
+            ident(&schema_table)
+        ))
         .await
         .unwrap();
 
@@ -1315,16 +1319,25 @@ async fn a_follow_up_that_failed_after_the_label_moved_converges() {
         .contains(&password));
     assert!(f.stack.stages(&arn).await[&token].contains(&"AUTOPILOT_FOLLOWUP_PENDING".to_string()));
     assert_eq!(deployments().await, before);
-    f.stack.end_rotation(&arn, &token).await;
+    // The rotation failed, so Secrets Manager leaves AWSPENDING where it is (on the
+    // version that is now also AWSCURRENT) and does not call finishSecret again.
     f.stack.pages().await;
 
-    let schedule = |time: &str| template::scheduled_event("RotateFunction", "FollowUpCheck", time);
+    // Scheduler's time format; the check leaves a secret changed in the last two minutes alone.
+    let schedule = |minutes: i64| {
+        let time = (chrono::Utc::now() + chrono::Duration::minutes(minutes))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        template::scheduled_event("RotateFunction", "FollowUpCheck", &time)
+    };
     let report = f
         .rotator
-        .handle(LambdaEvent::new(
-            schedule("2026-11-24T10:15:00Z"),
-            Context::default(),
-        ))
+        .handle(LambdaEvent::new(schedule(0), Context::default()))
+        .await
+        .unwrap();
+    assert_eq!(report.actions(), vec!["skip"], "just changed: {report:?}");
+    let report = f
+        .rotator
+        .handle(LambdaEvent::new(schedule(15), Context::default()))
         .await
         .unwrap();
 
@@ -1344,10 +1357,7 @@ async fn a_follow_up_that_failed_after_the_label_moved_converges() {
     // Nothing is owed any more: the next check does nothing.
     let report = f
         .rotator
-        .handle(LambdaEvent::new(
-            schedule("2026-11-24T10:30:00Z"),
-            Context::default(),
-        ))
+        .handle(LambdaEvent::new(schedule(30), Context::default()))
         .await
         .unwrap();
     assert_eq!(report.actions(), vec!["skip"]);
@@ -1403,4 +1413,54 @@ async fn a_refused_login_names_the_user_and_the_host() {
         error.contains(&format!("login as {user} on 127.0.0.1:{}", f.pg.port)),
         "{error}"
     );
+}
+
+/// The app user owns its database and can set what sessions there run with. A
+/// search_path that puts its own `pg_roles` before the catalog must not run its
+/// code with the admin's rights: the admin logs in to its own database, with
+/// search_path and string quoting fixed at connect.
+#[tokio::test]
+async fn an_app_user_cannot_hijack_the_admin_through_its_own_database() {
+    let f = Fixture::new("hijack", |_| json!([])).await;
+    let p = f.pair("h").await;
+    let db = format!("{}_db", p.user);
+    f.pg.exec(&format!(
+        "CREATE DATABASE {} OWNER {}",
+        ident(&db),
+        ident(&p.user)
+    ))
+    .await;
+    let app = f.pg.login_to(&db, &p.user, "old-h").await.unwrap();
+    app.batch_execute(&format!(
+        "CREATE SCHEMA evil;
+         CREATE FUNCTION evil.escalate() RETURNS boolean LANGUAGE plpgsql AS $f$
+           BEGIN EXECUTE format('ALTER ROLE %I CREATEROLE', {user}); RETURN true; END $f$;
+         CREATE VIEW evil.pg_roles AS SELECT * FROM pg_catalog.pg_roles WHERE evil.escalate();
+         ALTER DATABASE {db} SET search_path = evil, pg_catalog",
+        user = literal(&p.user),
+        db = ident(&db),
+    ))
+    .await
+    .unwrap();
+    f.stack
+        .edit_secret(&p.arn, |v| v["dbname"] = json!(db))
+        .await;
+
+    f.rotate(&p.arn).await;
+
+    let escalated: bool =
+        f.pg.admin()
+            .await
+            .query_one(
+                "SELECT rolcreaterole FROM pg_roles WHERE rolname = $1",
+                &[&p.user],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert!(
+        !escalated,
+        "the app user's code ran with the admin's rights"
+    );
+    assert!(f.logs_in(&p.arn, "AWSCURRENT").await);
 }

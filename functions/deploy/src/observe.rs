@@ -20,6 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 const DESCRIBE_SERVICES_BATCH: usize = 10;
 /// ListTasks returns at most 100 tasks a page, and DescribeTasks takes at most 100.
 const STOPPED_TASKS_LISTED: i32 = 100;
+/// Pages of a service's stopped tasks read for a FAILED page.
+const STOPPED_TASK_PAGES: usize = 3;
 /// Stopped tasks shown in a page, newest first.
 const STOPPED_TASKS_SHOWN: usize = 10;
 /// Service events shown in a page, newest first.
@@ -58,21 +60,27 @@ pub async fn services(
     let results: Vec<Vec<(String, ServiceLookup)>> = stream::iter(batches)
         .map(|(cluster, names)| async move {
             match describe(ecs, cluster, &names).await {
-                Ok(found) => names
+                Ok(mut found) => names
                     .iter()
-                    .map(|n| (format!("{cluster}/{n}"), Ok(found.get(*n).cloned())))
+                    .map(|n| (format!("{cluster}/{n}"), found.remove(*n).transpose()))
                     .collect(),
-                Err(_) if names.len() > 1 => {
+                // IAM authorises each service of the call: ask again one by one, so
+                // only the service that is not granted fails. Other errors (say
+                // throttling after the SDK's retries) fail the whole batch.
+                Err(e) if names.len() > 1 && e.message.contains("AccessDenied") => {
                     let mut one_by_one = Vec::new();
                     for n in names {
                         let result = describe(ecs, cluster, &[n])
                             .await
-                            .map(|mut found| found.remove(n));
+                            .and_then(|mut found| found.remove(n).transpose());
                         one_by_one.push((format!("{cluster}/{n}"), result));
                     }
                     one_by_one
                 }
-                Err(e) => vec![(format!("{cluster}/{}", names[0]), Err(e))],
+                Err(e) => names
+                    .iter()
+                    .map(|n| (format!("{cluster}/{n}"), Err(e.clone())))
+                    .collect(),
             }
         })
         .buffer_unordered(concurrency)
@@ -81,13 +89,14 @@ pub async fn services(
     results.into_iter().flatten().collect()
 }
 
-/// One DescribeServices call: the named services that exist, by name. A missing
-/// cluster means every service in it is missing.
+/// One DescribeServices call: by name, each service that exists, or the failure
+/// ECS reported for it other than MISSING. Missing services, and every service of
+/// a missing cluster, are absent.
 async fn describe(
     ecs: &aws_sdk_ecs::Client,
     cluster: &str,
     names: &[&str],
-) -> Result<HashMap<String, Service>, AwsCallError> {
+) -> Result<HashMap<String, Result<Service, AwsCallError>>, AwsCallError> {
     let out = match ecs
         .describe_services()
         .cluster(cluster)
@@ -109,11 +118,33 @@ async fn describe(
             )(e))
         }
     };
-    Ok(out
+    let mut found: HashMap<String, Result<Service, AwsCallError>> = out
         .services()
         .iter()
-        .filter_map(|s| Some((s.service_name()?.to_string(), s.clone())))
-        .collect())
+        .filter_map(|s| Some((s.service_name()?.to_string(), Ok(s.clone()))))
+        .collect();
+    for failure in out.failures() {
+        let reason = failure.reason().unwrap_or_default();
+        if reason == "MISSING" {
+            continue;
+        }
+        let name = failure
+            .arn()
+            .and_then(|a| a.rsplit('/').next())
+            .unwrap_or_default()
+            .to_string();
+        let resource = format!("{cluster}/{name}");
+        let detail = failure.detail().unwrap_or_default();
+        found.insert(
+            name,
+            Err(AwsCallError::new(
+                "DescribeServices",
+                resource,
+                format!("ECS reports {reason} {detail}").trim().to_string(),
+            )),
+        );
+    }
+    Ok(found)
 }
 
 /// A task definition (by ARN, `family:revision`, or family for its latest ACTIVE
@@ -414,32 +445,44 @@ pub async fn stopped_tasks(
     deployment_id: &str,
 ) -> Result<Vec<String>, AwsCallError> {
     let key = target.service_key();
-    let list = ecs
-        .list_tasks()
-        .cluster(&target.cluster)
-        .service_name(&target.service)
-        .desired_status(DesiredStatus::Stopped)
-        .max_results(STOPPED_TASKS_LISTED)
-        .send()
-        .await
-        .map_err(AwsCallError::of("ListTasks", &key))?;
-    if list.task_arns().is_empty() {
-        return Ok(Vec::new());
+    // The service's stopped tasks come in no set order, 100 a page: read a few
+    // pages, and say so in the page when there were more.
+    let mut arns = Vec::new();
+    let mut next: Option<String> = None;
+    for _ in 0..STOPPED_TASK_PAGES {
+        let list = ecs
+            .list_tasks()
+            .cluster(&target.cluster)
+            .service_name(&target.service)
+            .desired_status(DesiredStatus::Stopped)
+            .max_results(STOPPED_TASKS_LISTED)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(AwsCallError::of("ListTasks", &key))?;
+        arns.extend(list.task_arns().iter().cloned());
+        next = list.next_token().map(str::to_string);
+        if next.is_none() {
+            break;
+        }
     }
-    let out = ecs
-        .describe_tasks()
-        .cluster(&target.cluster)
-        .set_tasks(Some(list.task_arns().to_vec()))
-        .send()
-        .await
-        .map_err(AwsCallError::of("DescribeTasks", &key))?;
-    let mut tasks: Vec<_> = out
-        .tasks()
+    let mut described = Vec::new();
+    for chunk in arns.chunks(STOPPED_TASKS_LISTED as usize) {
+        let out = ecs
+            .describe_tasks()
+            .cluster(&target.cluster)
+            .set_tasks(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(AwsCallError::of("DescribeTasks", &key))?;
+        described.extend(out.tasks().iter().cloned());
+    }
+    let mut tasks: Vec<_> = described
         .iter()
         .filter(|t| t.started_by() == Some(deployment_id))
         .collect();
     tasks.sort_by_key(|t| std::cmp::Reverse(t.stopped_at().copied()));
-    Ok(tasks
+    let mut lines: Vec<String> = tasks
         .into_iter()
         .take(STOPPED_TASKS_SHOWN)
         .map(|t| {
@@ -472,7 +515,14 @@ pub async fn stopped_tasks(
             }
             line
         })
-        .collect())
+        .collect();
+    if next.is_some() {
+        lines.push(format!(
+            "(the service has more than {} stopped tasks; only those were read)",
+            arns.len()
+        ));
+    }
+    Ok(lines)
 }
 
 /// The newest service events, as on-call would read them in the console.

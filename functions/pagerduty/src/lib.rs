@@ -124,6 +124,16 @@ impl Relay {
                 .unwrap_or_default()
                 .to_string();
             invocation::record_resource(&dedup_key);
+            // An info trigger ("deploying", a dry-run) is news, not an incident: in
+            // PagerDuty every trigger opens one. Resolves always go, to close any.
+            if document["event_action"] == "trigger" && document["payload"]["severity"] == "info" {
+                outcomes.push(Outcome::new(
+                    dedup_key,
+                    "skip",
+                    "an info page opens no incident in PagerDuty",
+                ));
+                continue;
+            }
             document["routing_key"] = Value::String(self.routing_key().await?.to_string());
             let status = self.post(&document, &dedup_key).await?;
             outcomes.push(Outcome::new(

@@ -16,6 +16,8 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Session settings every connection starts with, whatever the database and role set.
+const SESSION_OPTIONS: &str = "-c search_path=pg_catalog,pg_temp -c standard_conforming_strings=on";
 
 /// A database operation failed. The message carries the server's words, which
 /// name users and objects but never a password (none is ever sent in clear).
@@ -117,6 +119,11 @@ pub async fn connect(
         .password(password)
         .dbname(secret.dbname())
         .application_name("autopilot-rotate")
+        // Set at connect, these override what the database or role sets: a
+        // search_path an app user chose cannot put its objects before the catalog
+        // for statements run with the admin's rights, and literals are quoted as
+        // `quote_literal` expects.
+        .options(SESSION_OPTIONS)
         .connect_timeout(CONNECT_TIMEOUT);
     let client = if plaintext {
         config.ssl_mode(SslMode::Disable);
@@ -172,7 +179,10 @@ pub async fn set_password(
 /// Creates `user` as a login role if it does not exist yet.
 pub async fn ensure_login_role(client: &Client, host: &str, user: &str) -> Result<bool, DbError> {
     let exists = client
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&user],
+        )
         .await
         .map_err(|e| db_error(&format!("look up role {user}"), host, &e))?
         .is_some();
@@ -217,8 +227,9 @@ pub async fn link_pair(
         async move {
             client
                 .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM pg_auth_members m \
-                       JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member \
+                    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m \
+                       JOIN pg_catalog.pg_roles r ON r.oid = m.roleid \
+                       JOIN pg_catalog.pg_roles u ON u.oid = m.member \
                       WHERE r.rolname = $1 AND u.rolname = $2)",
                     &[&role, &member],
                 )
@@ -234,8 +245,25 @@ pub async fn link_pair(
             .map_err(|e| db_error(&format!("let {pending} act as itself"), host, &e))?;
         return Ok(Link::Owner);
     }
+    // PostgreSQL 16 gives a membership INHERIT and SET options; one without SET
+    // would make the login-time `SET role` fail. There the grant is always made,
+    // with both, which also mends an existing grant; before 16 both are implied.
+    let version: i32 = client
+        .query_one(
+            "SELECT pg_catalog.current_setting('server_version_num')::int",
+            &[],
+        )
+        .await
+        .map(|row| row.get(0))
+        .map_err(|e| db_error("read the server version", host, &e))?;
     let mut statements = Vec::new();
-    if !member_of(current, pending).await? {
+    if version >= 160_000 {
+        statements.push(format!(
+            "GRANT {} TO {} WITH INHERIT TRUE, SET TRUE",
+            quote_ident(current),
+            quote_ident(pending)
+        ));
+    } else if !member_of(current, pending).await? {
         statements.push(format!(
             "GRANT {} TO {}",
             quote_ident(current),
@@ -261,17 +289,20 @@ const MISSING_ACCESS: &str = "
 SELECT format('%s (owned by %s): %s', object, owner, string_agg(privilege, ', ' ORDER BY privilege))
   FROM (
     SELECT format('%I.%I', n.nspname, c.relname) AS object, r.rolname AS owner, p.privilege
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.oid = c.relowner
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
       CROSS JOIN LATERAL unnest(CASE c.relkind
           WHEN 'S' THEN ARRAY['USAGE']
           WHEN 'v' THEN ARRAY['SELECT'] WHEN 'm' THEN ARRAY['SELECT']
           ELSE ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] END) AS p(privilege)
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S') AND r.rolname = ANY($1)
-       AND NOT has_table_privilege(current_user, c.oid, p.privilege)
+       AND NOT CASE c.relkind
+             WHEN 'S' THEN pg_catalog.has_sequence_privilege(current_user, c.oid, p.privilege)
+             ELSE pg_catalog.has_table_privilege(current_user, c.oid, p.privilege) END
     UNION ALL
     SELECT format('schema %I', n.nspname), r.rolname, 'USAGE'
-      FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
-     WHERE r.rolname = ANY($1) AND NOT has_schema_privilege(current_user, n.oid, 'USAGE')
+      FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+     WHERE r.rolname = ANY($1) AND NOT pg_catalog.has_schema_privilege(current_user, n.oid, 'USAGE')
   ) missing
  GROUP BY object, owner ORDER BY object LIMIT 20";
 

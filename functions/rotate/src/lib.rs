@@ -34,6 +34,10 @@ pub const FUNCTION: &str = "autopilot-rotate";
 /// The follow-up check's task name in its schedule's input (`template.yaml`).
 pub const FOLLOWUP_TASK: &str = "rotate-followup";
 
+/// A secret that changed this recently may have a finishSecret running (rotate's
+/// timeout is 60 s); the follow-up check leaves it to the next run.
+const RECENTLY_CHANGED_SECS: i64 = 120;
+
 /// rotate's own `errorType` codes, beside the shared ones.
 pub mod code {
     /// The step must not run: rotation disabled, token not pending, a secret or
@@ -160,13 +164,17 @@ impl Rotator {
             }
             .into());
         }
+        // The schedule's own time, as Scheduler sets it.
+        let now = envelope
+            .time
+            .map_or_else(|| chrono::Utc::now().timestamp(), |t| t.timestamp());
         let mut outcomes = Vec::new();
         let mut failed = Vec::new();
         for target in &self.config.rotations {
             if target.dependents.is_empty() && target.consumers.is_empty() {
                 continue;
             }
-            match self.follow_up_owed(&target.secret).await {
+            match self.follow_up_owed(&target.secret, now).await {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(failure) => failed.push(failure.message),
             }
@@ -186,29 +194,60 @@ impl Rotator {
     }
 
     /// Finishes the follow-up `secret`'s AWSCURRENT version owes, if it owes one.
-    async fn follow_up_owed(&self, secret: &str) -> Result<Outcome, Failure> {
+    async fn follow_up_owed(&self, secret: &str, now: i64) -> Result<Outcome, Failure> {
         let probe = Run::new(self, secret, "", Step::Finish);
         let versions = match probe.versions().await {
             Ok(v) => v,
             Err(e) => return Err(probe.fail(e).await),
         };
-        let owed = versions
-            .holder(plan::FOLLOWUP_PENDING)
-            .filter(|v| versions.is_current(v))
-            .map(str::to_string);
-        let Some(version) = owed else {
+        let Some(holder) = versions.holder(plan::FOLLOWUP_PENDING).map(str::to_string) else {
             return Ok(Outcome::new(secret, "skip", "no follow-up is owed"));
         };
+        if let Some(changed) = versions
+            .last_changed
+            .filter(|c| now - c < RECENTLY_CHANGED_SECS)
+        {
+            return Ok(Outcome::new(
+                secret,
+                "skip",
+                format!(
+                    "changed {}s ago: a finishSecret may be running; the next check takes it",
+                    now - changed
+                ),
+            ));
+        }
+        // The label on AWSCURRENT: its follow-up is owed. On another version that
+        // is still AWSPENDING: a rotation is under way, and its finishSecret owes it.
+        // On any other version (a finishSecret that moved the label and then failed
+        // to move AWSCURRENT): what AWSCURRENT owed may not have been done, so the
+        // follow-up of AWSCURRENT is done, and the stray label removed.
+        let current = versions.holder(plan::AWSCURRENT).map(str::to_string);
+        let Some(current) = current else {
+            return Ok(Outcome::new(
+                secret,
+                "skip",
+                "the secret has no AWSCURRENT version",
+            ));
+        };
+        if holder != current && versions.is_pending(&holder) {
+            return Ok(Outcome::new(
+                secret,
+                "skip",
+                format!(
+                    "version {holder} is still being rotated; its finishSecret owes the follow-up"
+                ),
+            ));
+        }
         if self.config.common.dry_run {
             return Ok(Outcome::new(
                 secret,
                 "dry-run",
-                format!("would finish the follow-up of version {version}"),
+                format!("would finish the follow-up of version {current}"),
             ));
         }
-        let run = Run::new(self, secret, &version, Step::Finish);
-        tracing::warn!(action = "follow_up", resource = %secret, version = %version, reason = "AWSCURRENT moved but its follow-up did not finish", "finishing the follow-up");
-        match run.follow_up(None).await {
+        let run = Run::new(self, secret, &current, Step::Finish);
+        tracing::warn!(action = "follow_up", resource = %secret, version = %current, reason = "AWSCURRENT moved but its follow-up did not finish", "finishing the follow-up");
+        match run.follow_up(None, Some(&holder)).await {
             Ok(outcome) => Ok(outcome),
             Err(e) => Err(run.fail(e).await),
         }

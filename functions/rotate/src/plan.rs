@@ -58,6 +58,8 @@ impl fmt::Display for Step {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Versions {
     pub rotation_enabled: bool,
+    /// When the secret last changed (epoch seconds), staging labels included.
+    pub last_changed: Option<i64>,
     /// Version id -> staging labels.
     pub stages: HashMap<String, Vec<String>>,
 }
@@ -79,6 +81,10 @@ impl Versions {
 
     pub fn is_current(&self, token: &str) -> bool {
         self.has(token, AWSCURRENT)
+    }
+
+    pub fn is_pending(&self, version: &str) -> bool {
+        self.has(version, AWSPENDING)
     }
 
     /// Whether `version`'s follow-up is still owed.
@@ -207,6 +213,9 @@ pub fn check_pending(
             pending.dbname(),
             current.dbname()
         ));
+    }
+    if pending.sslmode != current.sslmode {
+        return refuse("asks for another TLS setting (sslmode) than AWSCURRENT".into());
     }
     if strategy == Strategy::PostgresAlternatingUsers && pending.masterarn != current.masterarn {
         return refuse("names another admin secret (masterarn) than AWSCURRENT".into());
@@ -350,6 +359,25 @@ pub(crate) fn percent_encode(s: &str) -> String {
         .collect()
 }
 
+/// The ClientRequestToken of a dependent secret's write: derived from the rotation's
+/// token and the content, shaped as the UUID Secrets Manager expects (32 to 64 characters).
+pub fn dependent_token(token: &str, content: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hex: String = Sha256::digest(format!("{token}\n{content}").as_bytes())
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// One incident per secret: a failed step triggers it, the next successful rotation resolves it.
 pub fn dedup_key(secret_name: &str) -> String {
     format!("autopilot/rotate/{secret_name}")
@@ -433,6 +461,7 @@ mod tests {
     fn versions(pairs: &[(&str, &[&str])]) -> Versions {
         Versions {
             rotation_enabled: true,
+            last_changed: None,
             stages: pairs
                 .iter()
                 .map(|(id, labels)| {

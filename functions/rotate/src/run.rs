@@ -128,6 +128,7 @@ impl<'a> Run<'a> {
         }
         Ok(Versions {
             rotation_enabled: out.rotation_enabled().unwrap_or(false),
+            last_changed: out.last_changed_date().map(|d| d.secs()),
             stages: out.version_ids_to_stages().cloned().unwrap_or_default(),
         })
     }
@@ -245,7 +246,10 @@ impl<'a> Run<'a> {
             Preflight::AlreadyCurrent
                 if self.step == Step::Finish && versions.followup_pending(&self.token) =>
             {
-                return self.follow_up(None).await
+                if self.rotator.config.common.dry_run {
+                    return self.dry_run().await;
+                }
+                return self.follow_up(None, Some(&self.token)).await;
             }
             Preflight::AlreadyCurrent => {
                 return Ok(self.report(
@@ -436,7 +440,7 @@ impl<'a> Run<'a> {
                 self.name()
             ))
         })?;
-        let login = admin.login(&admin_endpoint, pending.dbname());
+        let login = admin.login(&admin_endpoint);
         let client = db::connect(&login, &admin.username, &admin.password, tls).await?;
         let host = &admin_endpoint.host;
         let created = db::ensure_login_role(&client, host, &pending.username).await?;
@@ -484,7 +488,7 @@ impl<'a> Run<'a> {
             described
                 .tags()
                 .iter()
-                .find(|t| t.key() == Some(key))
+                .find(|t| t.key().is_some_and(|k| k.eq_ignore_ascii_case(key)))
                 .and_then(|t| t.value())
                 .map(str::to_string)
         };
@@ -635,14 +639,20 @@ impl<'a> Run<'a> {
             reason = "the tested version becomes AWSCURRENT; the old one AWSPREVIOUS",
             "AWSCURRENT moved"
         );
-        self.follow_up(Some(pending_text)).await
+        self.follow_up(Some(pending_text), owed.then_some(&self.token))
+            .await
     }
 
-    /// After AWSCURRENT has moved: rewrite dependent secrets, redeploy consumers,
-    /// take the follow-up label off, tell on-call. Safe to repeat: a dependent
-    /// already right is left alone; the label shows what is still owed, so a
-    /// later finishSecret or the scheduled check finishes work a failure left.
-    pub(crate) async fn follow_up(&self, value: Option<String>) -> Result<Outcome, RotateError> {
+    /// After AWSCURRENT has moved to this version: rewrite dependent secrets,
+    /// redeploy consumers, take the follow-up label off `label_on`, tell on-call.
+    /// Safe to repeat: a dependent already right is left alone; the label shows
+    /// what is still owed, so a later finishSecret or the scheduled check finishes
+    /// work a failure left.
+    pub(crate) async fn follow_up(
+        &self,
+        value: Option<String>,
+        label_on: Option<&str>,
+    ) -> Result<Outcome, RotateError> {
         let target = self.target().cloned();
         let dependents = target
             .as_ref()
@@ -674,11 +684,14 @@ impl<'a> Run<'a> {
                 if existing.as_deref() == Some(value.as_str()) {
                     continue;
                 }
+                // One token per (rotation, content): a retry of this write is
+                // idempotent, and a write of other content (someone edited the
+                // dependent meanwhile) is a new version, not a refused token.
                 self.rotator
                     .sm
                     .put_secret_value()
                     .secret_id(&dependent.secret)
-                    .client_request_token(&self.token)
+                    .client_request_token(plan::dependent_token(&self.token, &value))
                     .secret_string(value)
                     .send()
                     .await
@@ -702,8 +715,8 @@ impl<'a> Run<'a> {
             tracing::info!(action = "redeploy", resource = %key, reason = "new tasks read the new secret value", "consumer redeployed");
             redeployed.push(key);
         }
-        if !dependents.is_empty() || !consumers.is_empty() {
-            self.remove_label(FOLLOWUP_PENDING, &self.token).await?;
+        if let Some(version) = label_on {
+            self.remove_label(FOLLOWUP_PENDING, version).await?;
         }
         let page = plan::success_page(&plan::Rotated {
             secret_name: &self.name(),

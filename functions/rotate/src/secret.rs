@@ -124,6 +124,10 @@ pub struct AdminSecret {
     /// `disable` allows plaintext for the admin's connection; nothing else does.
     #[serde(default)]
     pub sslmode: Option<String>,
+    /// The database the admin logs in to: its own, never the app's (an app user
+    /// owns its database and could set what sessions there run with). Default `postgres`.
+    #[serde(default)]
+    pub dbname: Option<String>,
 }
 
 fn optional_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
@@ -138,6 +142,7 @@ impl fmt::Debug for AdminSecret {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("sslmode", &self.sslmode)
+            .field("dbname", &self.dbname)
             .finish()
     }
 }
@@ -154,16 +159,17 @@ impl AdminSecret {
         })
     }
 
-    /// How to log in as the admin to `endpoint`, in `dbname`: with the admin secret's
-    /// own TLS setting, never the app secret's.
-    pub fn login(&self, endpoint: &Endpoint, dbname: &str) -> DbSecret {
+    /// How to log in as the admin to `endpoint`: its own database and its own TLS
+    /// setting, never the app secret's. Roles are cluster-wide, so everything the
+    /// admin does works from there.
+    pub fn login(&self, endpoint: &Endpoint) -> DbSecret {
         DbSecret {
             engine: None,
             host: endpoint.host.clone(),
             port: endpoint.port,
             username: self.username.clone(),
             password: self.password.clone(),
-            dbname: Some(dbname.to_string()),
+            dbname: Some(self.dbname.clone().unwrap_or_else(|| "postgres".into())),
             masterarn: None,
             sslmode: self.sslmode.clone(),
             extra: Map::new(),
@@ -248,14 +254,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!((a.host.as_deref(), a.port), (Some("db"), Some(6432)));
-        let login = a.login(
-            &Endpoint {
-                host: "db".into(),
-                port: 6432,
-            },
-            "orders",
+        let login = a.login(&Endpoint {
+            host: "db".into(),
+            port: 6432,
+        });
+        assert_eq!(
+            (login.dbname(), login.sslmode.as_deref()),
+            ("postgres", None),
+            "the admin's own database, never the app's"
         );
-        assert_eq!((login.dbname(), login.sslmode.as_deref()), ("orders", None));
         let err = AdminSecret::parse("m", r#"{"username":"admin"}"#).unwrap_err();
         assert!(err.contains("password"), "{err}");
     }

@@ -278,10 +278,11 @@ pub fn plan_service(
         target,
     ));
 
-    // The family's newest revision is autopilot's last attempt for this service.
+    // The family's newest revision is autopilot's last attempt for this service
+    // and repository (another repository may feed other containers of it).
     if let Some((latest, last)) = found.latest.as_ref().and_then(|(td, tags)| {
         Record::from_tags(tags)
-            .filter(|r| r.service == key)
+            .filter(|r| r.service == key && r.repository == push.repository)
             .map(|r| (td, r))
     }) {
         let same_push = push.event_id.is_some()
@@ -796,6 +797,27 @@ mod tests {
         let d = plan_service(&push(), &target(), &observed, &PushTimes::default());
         assert_eq!(d.action(), "skip", "{d:?}");
         assert!(d.reason().contains("stale"), "{}", d.reason());
+    }
+
+    #[test]
+    fn a_later_push_of_another_repository_does_not_make_this_one_stale() {
+        // The service's sidecar comes from another repository, pushed later.
+        let (td, mut tags) = latest_of_ours(
+            &[
+                (tag::PUSH_EVENT, "sidecar-push"),
+                (tag::PUSH_EVENT_TIME, "2026-11-23T10:05:00Z"),
+                (tag::DEPLOYMENT, "ecs-svc/3"),
+            ],
+            "sha256:sidecar",
+        );
+        tags.retain(|t| t.key() != Some(tag::REPOSITORY));
+        tags.push(ecs_tag(tag::REPOSITORY, "sidecar"));
+        let observed = found_with(
+            |f| f.latest = Some((td, tags)),
+            &format!("{REG}/backend:v1"),
+        );
+        let d = plan_service(&push(), &target(), &observed, &PushTimes::default());
+        assert_eq!(d.action(), "deploy", "{}", d.reason());
     }
 
     #[test]
