@@ -99,12 +99,19 @@ impl Stack {
                 ProxyConfiguration::builder()
                     .container_name("envoy")
                     .r#type(ProxyConfigurationType::Appmesh)
-                    .properties(
-                        KeyValuePair::builder()
-                            .name("AppPorts")
-                            .value("8080")
-                            .build(),
-                    )
+                    // What App Mesh requires: the ports and the uid envoy runs as.
+                    .set_properties(Some(
+                        [
+                            ("AppPorts", "8080"),
+                            ("IgnoredUID", "1337"),
+                            ("ProxyIngressPort", "15000"),
+                            ("ProxyEgressPort", "15001"),
+                            ("EgressIgnoredIPs", "169.254.170.2,169.254.169.254"),
+                        ]
+                        .into_iter()
+                        .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
+                        .collect(),
+                    ))
                     .build()
                     .unwrap(),
             )
@@ -198,6 +205,18 @@ impl Stack {
                     .image("public.ecr.aws/appmesh/aws-appmesh-envoy:v1.29.4.0-prod")
                     .essential(true)
                     .user("1337")
+                    // The app waits for envoy to be HEALTHY, which needs a health check.
+                    .health_check(
+                        HealthCheck::builder()
+                            .command("CMD-SHELL")
+                            .command("curl -s http://localhost:9901/server_info | grep state | grep -q LIVE")
+                            .interval(5)
+                            .timeout(2)
+                            .retries(3)
+                            .start_period(10)
+                            .build()
+                            .unwrap(),
+                    )
                     .build(),
             )
             .send()
