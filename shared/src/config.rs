@@ -165,6 +165,35 @@ fn is_sns_topic_arn(arn: &str) -> bool {
         && parts[3..].iter().all(|p| !p.is_empty())
 }
 
+/// A glob over names: `*` matches any run of characters, `?` exactly one.
+/// Iterative, with single-star backtracking: linear in practice, never recursive.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
 /// A lookup over fixed pairs, for tests and tools.
 pub fn lookup_from(pairs: Vec<(String, String)>) -> impl Fn(&str) -> Option<String> {
     move |key| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
@@ -243,6 +272,16 @@ mod tests {
         assert_eq!(err.field, "V[1].name");
         let err = parse_json::<Vec<Entry>>("V", "{").unwrap_err();
         assert_eq!(err.field, "V");
+    }
+
+    #[test]
+    fn globs_match_runs_and_single_characters() {
+        assert!(glob("web-*", "web-cpu-high"));
+        assert!(glob("*-5xx", "web-5xx"));
+        assert!(glob("db-?", "db-1"));
+        assert!(!glob("db-?", "db-12"));
+        assert!(!glob("web-*", "api-cpu"));
+        assert!(glob("*", ""));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod events;
 pub mod invocation;
 pub mod logging;
 pub mod pager;
+pub mod record;
 
 pub use config::{Common, ConfigError};
 pub use invocation::{Failure, Outcome, Report};

@@ -145,7 +145,7 @@ pub struct TagPattern(pub String);
 
 impl TagPattern {
     pub fn matches(&self, tag: &str) -> bool {
-        glob(self.0.as_bytes(), tag.as_bytes())
+        config::glob(&self.0, tag)
     }
 }
 
@@ -153,33 +153,6 @@ impl fmt::Display for TagPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// Iterative glob match with single-star backtracking: linear in practice, never recursive.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 fn parse_services(raw: &str) -> Result<Vec<ServiceTarget>, ConfigError> {

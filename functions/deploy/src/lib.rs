@@ -25,7 +25,7 @@ use crate::detail::{
     EcrImageAction, EcsDeploymentStateChange, ECR_IMAGE_ACTION, ECS_DEPLOYMENT_STATE_CHANGE,
 };
 use crate::plan::{push, sweep, verdict};
-use crate::taskdef::Record;
+use crate::taskdef::{EcsRecord, Record};
 use autopilot_shared::events::{self, Envelope, EventError, ScheduledTask, SCHEDULED_TASK};
 use autopilot_shared::invocation::{self, Failure, Outcome, Report};
 use autopilot_shared::{aws, Pager};

@@ -9,7 +9,7 @@ use crate::error::DeployError;
 use crate::image::{EcrImageId, ImageRef};
 use crate::plan::push::{Found, Observed, Push, PushTimes};
 use crate::plan::verdict::{self, Facts, Verdict};
-use crate::taskdef::{container_image, family_of, Record};
+use crate::taskdef::{container_image, family_of, EcsRecord, Record};
 use autopilot_shared::aws::AwsCallError;
 use aws_sdk_ecr::types::ImageIdentifier;
 use aws_sdk_ecs::types::{DesiredStatus, Service, Tag, TaskDefinition, TaskDefinitionField};

@@ -12,119 +12,35 @@
 
 use aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionFluentBuilder;
 use aws_sdk_ecs::types::{ContainerDefinition, Tag, TaskDefinition};
-use chrono::{DateTime, SecondsFormat, Utc};
 
 /// ECS allows 50 tags per resource.
 pub const TAG_LIMIT: usize = 50;
 /// Tags added after registration: deployment id, verdict, timeout warning.
 pub const LATER_TAGS: usize = 3;
 
-pub mod tag {
-    pub const PREFIX: &str = "autopilot:";
-    pub const REPOSITORY: &str = "autopilot:repository";
-    pub const IMAGE_TAG: &str = "autopilot:image-tag";
-    pub const DIGEST: &str = "autopilot:image-digest";
-    pub const PREVIOUS: &str = "autopilot:previous-revision";
-    pub const SERVICE: &str = "autopilot:service";
-    pub const PUSH_EVENT: &str = "autopilot:push-event-id";
-    pub const PUSH_EVENT_TIME: &str = "autopilot:push-event-time";
-    pub const DEPLOYMENT: &str = "autopilot:deployment-id";
-    pub const VERDICT: &str = "autopilot:verdict";
-    pub const TIMEOUT_WARNED: &str = "autopilot:timeout-warned";
-}
+pub use autopilot_shared::record::{tag, Record};
 
-/// What autopilot registered a revision for, read back from its tags.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub repository: String,
-    pub image_tag: String,
-    pub digest: String,
-    /// The revision the service ran before; what a rollback restores.
-    pub previous: String,
-    /// `cluster/service` it was registered for.
-    pub service: String,
-    /// The EventBridge id of the push event the revision was registered for: a
-    /// redelivery of that event is recognised, a new push of the same digest is not.
-    pub push_event: Option<String>,
-    /// The `time` of that push event; orders pushes whose images ECR timestamps alike.
-    pub push_event_time: Option<DateTime<Utc>>,
-    /// Set once UpdateService has started the deployment.
-    pub deployment_id: Option<String>,
-    /// `<COMPLETED|FAILED> <deployment id>` once on-call has been told the verdict.
-    pub verdict: Option<String>,
-    /// The deployment id on-call was warned about for running too long.
-    pub timeout_warned: Option<String>,
-}
-
-impl Record {
+/// The [`Record`] in ECS tags.
+pub trait EcsRecord: Sized {
     /// The record in `tags`, if autopilot registered the revision.
-    pub fn from_tags(tags: &[Tag]) -> Option<Self> {
-        let get = |k: &str| {
-            tags.iter()
-                .find(|t| t.key() == Some(k))
-                .and_then(|t| t.value())
-                .map(str::to_string)
-        };
-        Some(Self {
-            repository: get(tag::REPOSITORY)?,
-            image_tag: get(tag::IMAGE_TAG).unwrap_or_default(),
-            digest: get(tag::DIGEST)?,
-            previous: get(tag::PREVIOUS).unwrap_or_default(),
-            service: get(tag::SERVICE).unwrap_or_default(),
-            push_event: get(tag::PUSH_EVENT),
-            push_event_time: get(tag::PUSH_EVENT_TIME)
-                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                .map(|t| t.with_timezone(&Utc)),
-            deployment_id: get(tag::DEPLOYMENT),
-            verdict: get(tag::VERDICT),
-            timeout_warned: get(tag::TIMEOUT_WARNED),
-        })
-    }
-
+    fn from_tags(tags: &[Tag]) -> Option<Self>;
     /// The tags written at registration (the later ones are added with TagResource).
-    pub fn registration_tags(&self) -> Vec<Tag> {
-        let event_time = self
-            .push_event_time
-            .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-            .unwrap_or_default();
-        [
-            (tag::REPOSITORY, self.repository.as_str()),
-            (tag::IMAGE_TAG, &self.image_tag),
-            (tag::DIGEST, &self.digest),
-            (tag::PREVIOUS, &self.previous),
-            (tag::SERVICE, &self.service),
-            (
-                tag::PUSH_EVENT,
-                self.push_event.as_deref().unwrap_or_default(),
-            ),
-            (tag::PUSH_EVENT_TIME, &event_time),
-        ]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| ecs_tag(k, v))
-        .collect()
+    fn registration_tags(&self) -> Vec<Tag>;
+}
+
+impl EcsRecord for Record {
+    fn from_tags(tags: &[Tag]) -> Option<Self> {
+        Record::from_pairs(
+            tags.iter()
+                .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
+        )
     }
 
-    /// The deployment autopilot started for this revision, and whether `deployment_id` is it.
-    pub fn started(&self, deployment_id: &str) -> bool {
-        self.deployment_id.as_deref() == Some(deployment_id)
-    }
-
-    /// `repository:tag`, or `repository@digest` for an untagged record.
-    pub fn image_label(&self) -> String {
-        if self.image_tag.is_empty() {
-            format!("{}@{}", self.repository, self.digest)
-        } else {
-            format!("{}:{}", self.repository, self.image_tag)
-        }
-    }
-
-    /// Whether on-call has already been told the verdict of `deployment_id`.
-    pub fn has_verdict_for(&self, deployment_id: &str) -> bool {
-        self.verdict
-            .as_deref()
-            .and_then(|v| v.split_once(' '))
-            .is_some_and(|(_, id)| id == deployment_id)
+    fn registration_tags(&self) -> Vec<Tag> {
+        self.registration_pairs()
+            .iter()
+            .map(|(k, v)| ecs_tag(k, v))
+            .collect()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::push::{Found, Observed, Push};
 use crate::config::ServiceTarget;
-use crate::taskdef::{ecs_tag, tag, Record};
+use crate::taskdef::{ecs_tag, tag, EcsRecord, Record};
 use aws_sdk_ecs::types::{
     ContainerDefinition, Deployment, DeploymentRolloutState, Service, Tag, TaskDefinition,
 };

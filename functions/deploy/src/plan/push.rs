@@ -5,7 +5,7 @@ use super::revision_name;
 use crate::config::{Config, ServiceTarget};
 use crate::detail::EcrImageAction;
 use crate::image::{ecr_registry, pinned, EcrImageId, ImageRef};
-use crate::taskdef::{container_image, NewRevision, Record, LATER_TAGS, TAG_LIMIT};
+use crate::taskdef::{container_image, EcsRecord, NewRevision, Record, LATER_TAGS, TAG_LIMIT};
 use autopilot_shared::aws::AwsCallError;
 use autopilot_shared::events::Envelope;
 use aws_sdk_ecs::types::{

@@ -1,0 +1,105 @@
+//! The only code that changes AWS resources. Dry-run stops at [`act`]'s caller:
+//! `lib.rs` never calls it when `AUTOPILOT_DRY_RUN` is on.
+
+use crate::action::Action;
+use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
+use aws_sdk_sns::error::DisplayErrorContext;
+
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub ecs: aws_sdk_ecs::Client,
+    pub aas: aws_sdk_applicationautoscaling::Client,
+    pub rds: aws_sdk_rds::Client,
+}
+
+/// Carries `action` out; the error is the AWS call and its message, for the page.
+pub async fn act(c: &Clients, action: &Action) -> Result<(), String> {
+    fn fail<'a, E: std::error::Error>(
+        operation: &'a str,
+        resource: &'a str,
+    ) -> impl FnOnce(E) -> String + 'a {
+        move |e| {
+            format!(
+                "{operation} on {resource} failed: {}",
+                DisplayErrorContext(e)
+            )
+        }
+    }
+    match action {
+        Action::SetDesiredCount {
+            cluster,
+            service,
+            to,
+            ..
+        } => {
+            let name = format!("{cluster}/{service}");
+            c.ecs
+                .update_service()
+                .cluster(cluster)
+                .service(service)
+                .desired_count(*to)
+                .send()
+                .await
+                .map_err(fail("UpdateService", &name))?;
+        }
+        Action::SetMinCapacity {
+            cluster,
+            service,
+            to,
+            ..
+        } => {
+            // Only MinCapacity is given: RegisterScalableTarget on an existing
+            // target changes the parameters it is passed and keeps the rest.
+            let id = format!("service/{cluster}/{service}");
+            c.aas
+                .register_scalable_target()
+                .service_namespace(ServiceNamespace::Ecs)
+                .resource_id(&id)
+                .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                .min_capacity(*to)
+                .send()
+                .await
+                .map_err(fail("RegisterScalableTarget", &id))?;
+        }
+        Action::ForceDeployment { cluster, service } => {
+            let name = format!("{cluster}/{service}");
+            c.ecs
+                .update_service()
+                .cluster(cluster)
+                .service(service)
+                .force_new_deployment(true)
+                .send()
+                .await
+                .map_err(fail("UpdateService", &name))?;
+        }
+        Action::Rollback {
+            cluster,
+            service,
+            to,
+            ..
+        } => {
+            let name = format!("{cluster}/{service}");
+            c.ecs
+                .update_service()
+                .cluster(cluster)
+                .service(service)
+                .task_definition(to)
+                .send()
+                .await
+                .map_err(fail("UpdateService", &name))?;
+        }
+        Action::GrowStorage {
+            instance, to_gib, ..
+        } => {
+            c.rds
+                .modify_db_instance()
+                .db_instance_identifier(instance)
+                .allocated_storage(*to_gib)
+                .apply_immediately(true)
+                .send()
+                .await
+                .map_err(fail("ModifyDBInstance", instance))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! Guardrail state, kept durably in DynamoDB, and the pure checks on it.
+//!
+//! One [`Guard`] per resource holds its cooldown, its recent actions (the rate
+//! limit), the action in progress ([`Claim`]) and what a scale-out changed (so it
+//! can be undone). One [`Flips`] per alarm holds its recent state changes (for
+//! flapping and duplicates). Both are written with a condition on the version
+//! read, so of two concurrent invocations only one claims a resource; the other
+//! reads again and finds the cooldown.
+
+use crate::action::Action;
+use crate::config::Guardrails;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// An unfinished claim older than this is taken over: the invocation that made
+/// it died. Longer than the function's timeout (template.yaml: 60 s), so a live
+/// invocation is never overtaken.
+pub const CLAIM_LEASE_SECONDS: i64 = 120;
+
+/// A document and the version it was read at (`None`: not yet written).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Guard {
+    /// No action on the resource before this (epoch seconds).
+    #[serde(default)]
+    pub cooldown_until: Option<i64>,
+    /// When recent actions were taken (epoch seconds), for the rate limit.
+    #[serde(default)]
+    pub actions: Vec<i64>,
+    /// The last action claimed, and how it ended.
+    #[serde(default)]
+    pub claim: Option<Claim>,
+    /// What scale-outs changed, to scale back in once the alarm is OK.
+    #[serde(default)]
+    pub scaled: Option<Scaled>,
+    /// When autopilot last changed the resource's storage (RDS allows one change per 6 hours).
+    #[serde(default)]
+    pub last_storage_change: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The alarm transition the action answers (see `Alarm::transition`).
+    pub transition: String,
+    pub alarm: String,
+    pub action: Action,
+    pub at: i64,
+    /// `None` while in progress; then `Ok` or the error.
+    #[serde(default)]
+    pub result: Option<Result<(), String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scaled {
+    /// The alarms that scaled it out; it scales back in once all of them are OK.
+    pub alarms: Vec<String>,
+    /// The desired count (or the scalable target's minimum) before the first scale-out.
+    pub baseline: i32,
+    /// What autopilot last set it to; anything else means someone changed it since.
+    pub last: i32,
+    /// Whether it acted through an Application Auto Scaling target's minimum.
+    pub via_target: bool,
+}
+
+/// Recent state changes of one alarm.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Flips {
+    #[serde(default)]
+    pub transitions: Vec<Transition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub id: String,
+    /// When the alarm changed state (epoch seconds).
+    pub at: i64,
+    /// Whether every page for it went out: a redelivery after that is a duplicate.
+    #[serde(default)]
+    pub handled: bool,
+}
+
+impl Flips {
+    /// Adds a transition (once) and forgets those older than `keep` seconds.
+    /// Returns whether anything changed.
+    pub fn record(&mut self, id: &str, at: i64, now: i64, keep: i64) -> bool {
+        let before = self.transitions.len();
+        self.transitions
+            .retain(|t| t.at >= now - keep || t.id == id);
+        let added = !self.transitions.iter().any(|t| t.id == id);
+        if added {
+            self.transitions.push(Transition {
+                id: id.to_string(),
+                at,
+                handled: false,
+            });
+            self.transitions.sort_by_key(|t| t.at);
+        }
+        added || self.transitions.len() != before
+    }
+
+    pub fn handled(&self, id: &str) -> bool {
+        self.transitions.iter().any(|t| t.id == id && t.handled)
+    }
+
+    pub fn mark_handled(&mut self, id: &str) -> bool {
+        match self.transitions.iter_mut().find(|t| t.id == id) {
+            Some(t) if !t.handled => {
+                t.handled = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// State changes within `window` seconds before `now`.
+    pub fn count_since(&self, now: i64, window: i64) -> usize {
+        self.transitions
+            .iter()
+            .filter(|t| t.at > now - window)
+            .count()
+    }
+}
+
+/// Whether an action may go ahead on a resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Gate {
+    Open,
+    /// This transition's action already ran (a duplicate delivery).
+    Done(Claim),
+    /// Another invocation is acting for this very transition now.
+    Busy(String),
+    /// The invocation that claimed this transition died: finish its action.
+    Resume(Action),
+    /// Cooldown or rate limit.
+    Refused(String),
+}
+
+/// The guardrails for a new action answering `transition` at `now`.
+pub fn gate(guard: &Guard, transition: &str, now: i64, rails: &Guardrails) -> Gate {
+    if let Some(claim) = guard.claim.as_ref().filter(|c| c.transition == transition) {
+        return match &claim.result {
+            Some(_) => Gate::Done(claim.clone()),
+            None if now - claim.at < CLAIM_LEASE_SECONDS => Gate::Busy(format!(
+                "another invocation has been acting on this alarm since {}",
+                clock(claim.at)
+            )),
+            None => Gate::Resume(claim.action.clone()),
+        };
+    }
+    if let Some(until) = guard.cooldown_until.filter(|&u| u > now) {
+        let last = guard.claim.as_ref().map(|c| {
+            format!(
+                " (after {} at {}, for {})",
+                c.action.verb(),
+                clock(c.at),
+                c.alarm
+            )
+        });
+        return Gate::Refused(format!(
+            "cooldown until {}{}",
+            clock(until),
+            last.unwrap_or_default()
+        ));
+    }
+    let window = rails.action_window.as_secs() as i64;
+    let recent = guard.actions.iter().filter(|&&t| t > now - window).count();
+    if recent >= rails.max_actions as usize {
+        return Gate::Refused(format!(
+            "rate limit: {recent} actions in the last {} min (at most {})",
+            window / 60,
+            rails.max_actions
+        ));
+    }
+    Gate::Open
+}
+
+/// The guard after claiming `action` for `transition` at `now`.
+pub fn claimed(
+    guard: &Guard,
+    transition: &str,
+    alarm: &str,
+    action: &Action,
+    now: i64,
+    rails: &Guardrails,
+) -> Guard {
+    let mut next = guard.clone();
+    let window = rails.action_window.as_secs() as i64;
+    next.actions.retain(|&t| t > now - window);
+    next.actions.push(now);
+    next.cooldown_until = Some(now + rails.cooldown.as_secs() as i64);
+    next.claim = Some(Claim {
+        transition: transition.to_string(),
+        alarm: alarm.to_string(),
+        action: action.clone(),
+        at: now,
+        result: None,
+    });
+    next
+}
+
+/// `03:12:00 UTC` for an epoch second.
+pub fn clock(epoch: i64) -> String {
+    DateTime::<Utc>::from_timestamp(epoch, 0)
+        .map(|t| t.format("%H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| epoch.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rails() -> Guardrails {
+        Guardrails::default()
+    }
+
+    fn restart() -> Action {
+        Action::ForceDeployment {
+            cluster: "prod".into(),
+            service: "web".into(),
+        }
+    }
+
+    const NOW: i64 = 1_795_000_000;
+
+    #[test]
+    fn a_claim_sets_the_cooldown_and_counts_toward_the_rate_limit() {
+        let g = claimed(
+            &Guard::default(),
+            "ALARM@1",
+            "web-cpu",
+            &restart(),
+            NOW,
+            &rails(),
+        );
+        assert_eq!(g.cooldown_until, Some(NOW + 600));
+        let refused = gate(&g, "ALARM@2", NOW + 60, &rails());
+        assert!(
+            matches!(&refused, Gate::Refused(r) if r.starts_with("cooldown until") && r.contains("web-cpu")),
+            "{refused:?}"
+        );
+        assert_eq!(gate(&g, "ALARM@2", NOW + 601, &rails()), Gate::Open);
+        let mut busy = g.clone();
+        busy.actions = vec![NOW - 100, NOW - 50, NOW];
+        busy.cooldown_until = None;
+        assert!(
+            matches!(gate(&busy, "ALARM@2", NOW + 1, &rails()), Gate::Refused(r) if r.starts_with("rate limit: 3"))
+        );
+        // The window forgets old actions.
+        assert_eq!(gate(&busy, "ALARM@2", NOW + 3700, &rails()), Gate::Open);
+    }
+
+    #[test]
+    fn the_same_transition_is_done_busy_or_resumed() {
+        let mut g = claimed(&Guard::default(), "ALARM@1", "a", &restart(), NOW, &rails());
+        assert!(matches!(
+            gate(&g, "ALARM@1", NOW + 5, &rails()),
+            Gate::Busy(_)
+        ));
+        assert_eq!(
+            gate(&g, "ALARM@1", NOW + CLAIM_LEASE_SECONDS, &rails()),
+            Gate::Resume(restart())
+        );
+        g.claim.as_mut().unwrap().result = Some(Ok(()));
+        assert!(matches!(
+            gate(&g, "ALARM@1", NOW + 5, &rails()),
+            Gate::Done(_)
+        ));
+    }
+
+    #[test]
+    fn flips_count_within_the_window_and_record_once() {
+        let mut f = Flips::default();
+        assert!(f.record("ALARM@1", NOW - 4000, NOW - 4000, 3600));
+        assert!(f.record("OK@2", NOW - 100, NOW, 3600));
+        assert_eq!(f.transitions.len(), 1, "the old one is forgotten");
+        assert!(!f.record("OK@2", NOW - 100, NOW, 3600));
+        f.record("ALARM@3", NOW - 50, NOW, 3600);
+        assert_eq!(f.count_since(NOW, 3600), 2);
+        assert!(!f.handled("ALARM@3"));
+        assert!(f.mark_handled("ALARM@3"));
+        assert!(f.handled("ALARM@3") && !f.mark_handled("ALARM@3"));
+    }
+}

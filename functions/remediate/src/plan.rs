@@ -1,0 +1,1094 @@
+//! Decisions, without I/O: given the alarm as CloudWatch describes it, the
+//! resource as AWS describes it and the guardrail state, what to do and why.
+//! Every branch is a unit test; `apply` only carries a [`Plan`] out.
+
+use crate::action::{short, Action};
+use crate::alarm::{Alarm, State};
+use crate::config::{Config, DatabaseBounds, InsufficientData, ServiceBounds};
+use crate::guard::{self, clock, Claim, Flips, Gate, Guard, Scaled};
+use crate::runbook::{Runbook, Target};
+use autopilot_shared::record::Record;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// RDS refuses a storage change within six hours of the last one.
+pub const STORAGE_CHANGE_INTERVAL_SECONDS: i64 = 6 * 3600;
+
+/// An ECS service as DescribeServices (and Application Auto Scaling) tell it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServiceState {
+    pub desired: i32,
+    pub running: i32,
+    pub task_definition: String,
+    pub deployments: Vec<Deployment>,
+    /// The service's Application Auto Scaling target, if it has one.
+    pub scalable: Option<Scalable>,
+    /// deploy's record on the revision the PRIMARY deployment runs (rollback only).
+    pub record: Option<Record>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Deployment {
+    pub id: String,
+    /// PRIMARY, ACTIVE or INACTIVE.
+    pub status: String,
+    /// IN_PROGRESS, COMPLETED or FAILED.
+    pub rollout_state: String,
+    pub task_definition: String,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scalable {
+    pub min: i32,
+    pub max: i32,
+}
+
+impl ServiceState {
+    /// The deployment ECS has not finished, if any: a PRIMARY still rolling out,
+    /// or more than one deployment (the old one draining).
+    pub fn in_flight(&self) -> Option<&Deployment> {
+        self.deployments
+            .iter()
+            .find(|d| d.status == "PRIMARY" && d.rollout_state == "IN_PROGRESS")
+            .or_else(|| {
+                (self.deployments.len() > 1)
+                    .then(|| self.deployments.iter().find(|d| d.status == "PRIMARY"))
+                    .flatten()
+            })
+    }
+}
+
+/// An RDS instance as DescribeDBInstances tells it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DbState {
+    pub allocated_gib: i32,
+    /// Set when storage autoscaling is on.
+    pub max_allocated_gib: Option<i32>,
+    pub status: String,
+    /// A storage change RDS has not applied yet.
+    pub pending_allocated_gib: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one per invocation; never moved in bulk
+pub enum Resource {
+    Service(ServiceState),
+    Database(DbState),
+}
+
+/// What the plan for one alarm transition reads.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub alarm: &'a Alarm,
+    pub runbook: Runbook,
+    /// Why that runbook.
+    pub why: &'a str,
+    /// The configured resource, or why there is none.
+    pub target: &'a Result<Target, String>,
+    /// Its state; `None` when there is no target or the plan needs none.
+    pub resource: Option<&'a Resource>,
+    pub guard: &'a Guard,
+    pub flips: &'a Flips,
+    /// The current state of the alarms a scale-out answered, for scaling back in.
+    pub others: &'a BTreeMap<String, State>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Claim the resource, then act.
+    Act(Action),
+    /// An earlier invocation claimed this action and died: finish it.
+    Resume(Action),
+    /// The action already ran for this transition; its page did not go out yet.
+    Repage(Box<Claim>),
+    /// Page with context; no action.
+    PageOnly(String),
+    /// A guardrail stopped the action; page why.
+    Refused(String),
+    /// The alarm is OK again: resolve its page.
+    Resolve(String),
+    /// The alarm has no data: warn, act on nothing.
+    Warn(String),
+    /// Nothing to do or say (a duplicate, a stale event, `ignore` policy).
+    Ignore(String),
+    /// Another invocation is acting on this transition right now: fail, so
+    /// Lambda retries once it has finished.
+    Busy(String),
+}
+
+/// What an invocation does about one alarm transition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub verdict: Verdict,
+    /// A scale-in that goes with a [`Verdict::Resolve`].
+    pub scale_in: Option<Action>,
+    /// Scaling back in is over (reached the baseline, or someone else took over): forget it.
+    pub release: Option<String>,
+}
+
+impl Plan {
+    fn of(verdict: Verdict) -> Self {
+        Self {
+            verdict,
+            scale_in: None,
+            release: None,
+        }
+    }
+
+    /// The action to claim and carry out, if any.
+    pub fn action(&self) -> Option<&Action> {
+        match &self.verdict {
+            Verdict::Act(a) | Verdict::Resume(a) => Some(a),
+            _ => self.scale_in.as_ref(),
+        }
+    }
+
+    /// Whether the action was claimed before (a resume): no new claim is written.
+    pub fn resumes(&self) -> bool {
+        matches!(self.verdict, Verdict::Resume(_))
+    }
+}
+
+/// The plan for the alarm's current state.
+pub fn plan(ctx: &Context) -> Plan {
+    let transition = ctx.alarm.transition();
+    if ctx.flips.handled(&transition) {
+        return Plan::of(Verdict::Ignore(format!(
+            "duplicate: {} {} was already handled",
+            ctx.alarm.name, transition
+        )));
+    }
+    match ctx.alarm.state {
+        State::Alarm => on_alarm(ctx, &transition),
+        State::Ok => on_ok(ctx, &transition),
+        State::InsufficientData => Plan::of(match ctx.config.insufficient_data {
+            InsufficientData::Warn => Verdict::Warn(format!(
+                "{} has insufficient data; no action is taken on it (policy `warn`)",
+                ctx.alarm.name
+            )),
+            InsufficientData::Ignore => Verdict::Ignore(format!(
+                "{} has insufficient data (policy `ignore`)",
+                ctx.alarm.name
+            )),
+        }),
+    }
+}
+
+fn on_alarm(ctx: &Context, transition: &str) -> Plan {
+    let target = match (ctx.runbook, ctx.target) {
+        (Runbook::Page, _) => {
+            return Plan::of(Verdict::PageOnly(format!(
+                "runbook `page` ({}): no automatic action",
+                ctx.why
+            )))
+        }
+        (_, Err(why)) => {
+            return Plan::of(Verdict::PageOnly(format!(
+                "runbook `{}` has nothing to act on: {why}",
+                ctx.runbook
+            )))
+        }
+        (_, Ok(t)) => t,
+    };
+    let now = ctx.now.timestamp();
+    let rails = &ctx.config.guard;
+    let flips = ctx
+        .flips
+        .count_since(now, rails.flap_window.as_secs() as i64);
+    if flips > rails.flap_limit as usize {
+        return Plan::of(Verdict::Refused(format!(
+            "flapping: {} changed state {flips} times in {} min (more than {}); automatic action stops until it settles",
+            ctx.alarm.name,
+            rails.flap_window.as_secs() / 60,
+            rails.flap_limit
+        )));
+    }
+    match guard::gate(ctx.guard, transition, now, rails) {
+        Gate::Open => {}
+        Gate::Done(claim) => return Plan::of(Verdict::Repage(Box::new(claim))),
+        Gate::Busy(why) => return Plan::of(Verdict::Busy(why)),
+        Gate::Resume(action) => return Plan::of(Verdict::Resume(action)),
+        Gate::Refused(why) => return Plan::of(Verdict::Refused(why)),
+    }
+    let decided = match (ctx.runbook, target, ctx.resource) {
+        (Runbook::ScaleOut, Target::Service(b), Some(Resource::Service(s))) => {
+            scale_out(b, s, ctx.guard)
+        }
+        (Runbook::Restart, Target::Service(b), Some(Resource::Service(s))) => restart(b, s),
+        (Runbook::Rollback, Target::Service(b), Some(Resource::Service(s))) => {
+            rollback(b, s, ctx.config.rollback_window.as_secs() as i64, ctx.now)
+        }
+        (Runbook::GrowStorage, Target::Database(b), Some(Resource::Database(d))) => {
+            grow_storage(b, d, ctx.guard, now)
+        }
+        (runbook, target, _) => Err(Verdict::PageOnly(format!(
+            "runbook `{runbook}` cannot act on {}",
+            target.key()
+        ))),
+    };
+    Plan::of(decided.map(Verdict::Act).unwrap_or_else(|v| v))
+}
+
+fn in_flight_refusal(s: &ServiceState) -> Option<Verdict> {
+    s.in_flight().map(|d| {
+        Verdict::Refused(format!(
+            "deployment {} is in progress ({} since {}); no action while ECS deploys",
+            d.id,
+            short(&d.task_definition),
+            d.created_at
+                .map(|t| t.format("%H:%M:%S UTC").to_string())
+                .unwrap_or_else(|| "an unknown time".into())
+        ))
+    })
+}
+
+fn scale_out(b: &ServiceBounds, s: &ServiceState, _guard: &Guard) -> Result<Action, Verdict> {
+    if let Some(refusal) = in_flight_refusal(s) {
+        return Err(refusal);
+    }
+    let max = b.max as i32;
+    let step = b.step as i32;
+    if let Some(target) = s.scalable {
+        // Act through the scalable target, so its target-tracking policy is not fought:
+        // raise the minimum it scales within, never past its maximum or ours.
+        let ceiling = max.min(target.max);
+        let to = (s.desired.max(target.min) + step).min(ceiling);
+        if to <= target.min {
+            return Err(Verdict::Refused(format!(
+                "at maximum: the auto scaling minimum is {} and the ceiling is {ceiling} (target maximum {}, configured max {max})",
+                target.min, target.max
+            )));
+        }
+        return Ok(Action::SetMinCapacity {
+            cluster: b.cluster.clone(),
+            service: b.service.clone(),
+            from: target.min,
+            to,
+            max: target.max,
+        });
+    }
+    let to = (s.desired + step).min(max);
+    if to <= s.desired {
+        return Err(Verdict::Refused(format!(
+            "at maximum: desired count {} with bounds {}–{max}",
+            s.desired, b.min
+        )));
+    }
+    Ok(Action::SetDesiredCount {
+        cluster: b.cluster.clone(),
+        service: b.service.clone(),
+        from: s.desired,
+        to,
+    })
+}
+
+fn restart(b: &ServiceBounds, s: &ServiceState) -> Result<Action, Verdict> {
+    if let Some(refusal) = in_flight_refusal(s) {
+        return Err(refusal);
+    }
+    Ok(Action::ForceDeployment {
+        cluster: b.cluster.clone(),
+        service: b.service.clone(),
+    })
+}
+
+/// Rolls back only what autopilot deployed, recently, to the revision it replaced.
+/// The record is read from tags anyone with `ecs:TagResource` can write, so it
+/// is checked against what ECS says: the deployment it names must be the
+/// service's PRIMARY one, and the revision it restores an earlier one of the
+/// same family.
+fn rollback(
+    b: &ServiceBounds,
+    s: &ServiceState,
+    window: i64,
+    now: DateTime<Utc>,
+) -> Result<Action, Verdict> {
+    let page = |why: String| Verdict::PageOnly(format!("no rollback: {why}"));
+    let running = short(&s.task_definition).to_string();
+    let Some(record) = &s.record else {
+        return Err(page(format!("{running} was not deployed by autopilot")));
+    };
+    if record.service != b.key() {
+        return Err(page(format!(
+            "{running} is autopilot's deploy of {}, not of {}",
+            record.service,
+            b.key()
+        )));
+    }
+    let Some(ours) = record
+        .deployment_id
+        .as_deref()
+        .and_then(|id| s.deployments.iter().find(|d| d.id == id))
+    else {
+        return Err(page(format!(
+            "autopilot's deployment of {running} is no longer one of the service's (already rolled back or replaced)"
+        )));
+    };
+    if ours.status != "PRIMARY" {
+        return Err(page(format!(
+            "autopilot's deployment {} is {}; another deployment is PRIMARY",
+            ours.id, ours.status
+        )));
+    }
+    let Some(created) = ours.created_at else {
+        return Err(page(format!("deployment {} has no start time", ours.id)));
+    };
+    let age = now.signed_duration_since(created).num_seconds();
+    if age > window {
+        return Err(page(format!(
+            "autopilot deployed {running} {} min ago, outside the {} min rollback window",
+            age / 60,
+            window / 60
+        )));
+    }
+    // The one exception to "no action while a deployment is in flight": rolling
+    // back autopilot's own deployment, which is the one failing.
+    if let Some(other) = s.in_flight().filter(|d| d.id != ours.id) {
+        return Err(Verdict::Refused(format!(
+            "deployment {} is in progress; no rollback while ECS deploys",
+            other.id
+        )));
+    }
+    let earlier = revision_of(&record.previous).zip(revision_of(&s.task_definition));
+    let same_family = family(&record.previous).is_some()
+        && family(&record.previous) == family(&s.task_definition);
+    match earlier {
+        Some((previous, current)) if same_family && previous < current => {}
+        _ => {
+            return Err(page(format!(
+                "the recorded previous revision `{}` is not an earlier revision of {running}",
+                record.previous
+            )))
+        }
+    }
+    Ok(Action::Rollback {
+        cluster: b.cluster.clone(),
+        service: b.service.clone(),
+        from: s.task_definition.clone(),
+        to: record.previous.clone(),
+    })
+}
+
+fn family(arn: &str) -> Option<&str> {
+    arn.split_once(":task-definition/")
+        .and_then(|(_, r)| r.rsplit_once(':'))
+        .map(|(f, _)| f)
+}
+
+fn revision_of(arn: &str) -> Option<u32> {
+    arn.rsplit_once(':').and_then(|(_, r)| r.parse().ok())
+}
+
+fn grow_storage(
+    b: &DatabaseBounds,
+    d: &DbState,
+    guard: &Guard,
+    now: i64,
+) -> Result<Action, Verdict> {
+    let page = Verdict::PageOnly;
+    if let Some(max) = d.max_allocated_gib {
+        return Err(page(format!(
+            "storage autoscaling is on (MaxAllocatedStorage {max} GiB): RDS grows {} itself",
+            b.instance
+        )));
+    }
+    if d.status != "available" || d.pending_allocated_gib.is_some() {
+        return Err(page(format!(
+            "{} is `{}`{}: RDS allows the next storage change once this one is optimised, and no sooner than 6 hours after it",
+            b.instance,
+            d.status,
+            d.pending_allocated_gib
+                .map(|g| format!(" with {g} GiB pending"))
+                .unwrap_or_default()
+        )));
+    }
+    if let Some(last) = guard
+        .last_storage_change
+        .filter(|&t| now - t < STORAGE_CHANGE_INTERVAL_SECONDS)
+    {
+        return Err(page(format!(
+            "autopilot last grew {} at {}, under 6 hours ago; RDS refuses another storage change until {}",
+            b.instance,
+            clock(last),
+            clock(last + STORAGE_CHANGE_INTERVAL_SECONDS)
+        )));
+    }
+    let from = d.allocated_gib;
+    let ceiling = b.max_allocated_gib as i32;
+    let grown = ceil_percent(from, 100 + b.grow_percent as i32);
+    let least = ceil_percent(from, 110);
+    let to = grown.min(ceiling);
+    if to < least {
+        return Err(Verdict::Refused(format!(
+            "at the ceiling: {from} GiB allocated, maxAllocatedGiB {ceiling} (RDS needs growth of at least 10 %, to {least} GiB)"
+        )));
+    }
+    Ok(Action::GrowStorage {
+        instance: b.instance.clone(),
+        from_gib: from,
+        to_gib: to,
+    })
+}
+
+fn ceil_percent(value: i32, percent: i32) -> i32 {
+    ((value as i64 * percent as i64 + 99) / 100) as i32
+}
+
+fn on_ok(ctx: &Context, transition: &str) -> Plan {
+    let mut plan = Plan::of(Verdict::Resolve(format!("{} is OK again", ctx.alarm.name)));
+    let Some(scaled) = ctx.guard.scaled.as_ref() else {
+        return plan;
+    };
+    if !scaled.alarms.contains(&ctx.alarm.name) {
+        return plan;
+    }
+    match scale_in_plan(ctx, scaled, transition) {
+        ScaleIn::Act(a) => plan.scale_in = Some(a),
+        ScaleIn::Wait(why) => {
+            plan.verdict = Verdict::Resolve(format!("{} is OK again; {why}", ctx.alarm.name))
+        }
+        ScaleIn::Release(why) => {
+            plan.verdict = Verdict::Resolve(format!("{} is OK again; {why}", ctx.alarm.name));
+            plan.release = Some(why);
+        }
+    }
+    plan
+}
+
+/// The sweep's plan for a service still scaled out.
+pub fn sweep(ctx: &Context) -> Plan {
+    let Some(scaled) = ctx.guard.scaled.as_ref() else {
+        return Plan {
+            verdict: Verdict::Ignore("nothing left to scale back in".into()),
+            scale_in: None,
+            release: Some("nothing left to scale back in".into()),
+        };
+    };
+    let transition = format!("sweep@{}", ctx.now.timestamp());
+    match scale_in_plan(ctx, scaled, &transition) {
+        ScaleIn::Act(a) => Plan {
+            verdict: Verdict::Ignore("scaling back in".into()),
+            scale_in: Some(a),
+            release: None,
+        },
+        ScaleIn::Wait(why) => Plan::of(Verdict::Ignore(why)),
+        ScaleIn::Release(why) => Plan {
+            verdict: Verdict::Ignore(why.clone()),
+            scale_in: None,
+            release: Some(why),
+        },
+    }
+}
+
+enum ScaleIn {
+    Act(Action),
+    Wait(String),
+    Release(String),
+}
+
+fn scale_in_plan(ctx: &Context, scaled: &Scaled, transition: &str) -> ScaleIn {
+    let (Ok(Target::Service(b)), Some(Resource::Service(s))) = (ctx.target, ctx.resource) else {
+        return ScaleIn::Release(
+            "the service is no longer configured; leaving its count as it is".into(),
+        );
+    };
+    if let Some(still) = scaled
+        .alarms
+        .iter()
+        .find(|a| ctx.others.get(*a).is_some_and(|st| *st != State::Ok))
+    {
+        return ScaleIn::Wait(format!("scale-in waits: {still} is not OK yet"));
+    }
+    let now = ctx.now.timestamp();
+    let rails = &ctx.config.guard;
+    if ctx
+        .flips
+        .count_since(now, rails.flap_window.as_secs() as i64)
+        > rails.flap_limit as usize
+    {
+        return ScaleIn::Wait("scale-in waits: the alarm is flapping".into());
+    }
+    match guard::gate(ctx.guard, transition, now, rails) {
+        Gate::Open | Gate::Done(_) => {}
+        Gate::Busy(why) => return ScaleIn::Wait(format!("scale-in waits: {why}")),
+        Gate::Resume(action) => return ScaleIn::Act(action),
+        Gate::Refused(why) => {
+            return ScaleIn::Wait(format!(
+                "scale-in waits ({why}); the sweep scales in after it"
+            ))
+        }
+    }
+    if let Some(Verdict::Refused(why)) = in_flight_refusal(s) {
+        return ScaleIn::Wait(format!("scale-in waits: {why}"));
+    }
+    if scaled.via_target {
+        let Some(target) = s.scalable else {
+            return ScaleIn::Release("the auto scaling target is gone; nothing to restore".into());
+        };
+        if target.min != scaled.last {
+            return ScaleIn::Release(format!(
+                "the auto scaling minimum was changed outside autopilot (autopilot set {}, it is {}); leaving it",
+                scaled.last, target.min
+            ));
+        }
+        if target.min <= scaled.baseline {
+            return ScaleIn::Release("the auto scaling minimum is back at its baseline".into());
+        }
+        return ScaleIn::Act(Action::SetMinCapacity {
+            cluster: b.cluster.clone(),
+            service: b.service.clone(),
+            from: target.min,
+            to: scaled.baseline,
+            max: target.max,
+        });
+    }
+    if s.desired != scaled.last {
+        return ScaleIn::Release(format!(
+            "desired count was changed outside autopilot (autopilot set {}, it is {}); leaving it",
+            scaled.last, s.desired
+        ));
+    }
+    let to = (s.desired - b.step as i32)
+        .max(scaled.baseline)
+        .max(b.min as i32);
+    if to >= s.desired {
+        return ScaleIn::Release("desired count is back at its baseline".into());
+    }
+    ScaleIn::Act(Action::SetDesiredCount {
+        cluster: b.cluster.clone(),
+        service: b.service.clone(),
+        from: s.desired,
+        to,
+    })
+}
+
+/// The guard once `action`, answering `alarm`, has ended with `result`.
+pub fn settle(
+    guard: &Guard,
+    alarm: &str,
+    action: &Action,
+    result: &Result<(), String>,
+    now: i64,
+) -> Guard {
+    let mut next = guard.clone();
+    if let Some(claim) = next.claim.as_mut() {
+        claim.result = Some(result.clone());
+    }
+    if result.is_err() {
+        return next;
+    }
+    match action {
+        Action::SetDesiredCount { from, to, .. } | Action::SetMinCapacity { from, to, .. } => {
+            let via_target = matches!(action, Action::SetMinCapacity { .. });
+            if to > from {
+                let mut scaled = next.scaled.take().unwrap_or(Scaled {
+                    alarms: Vec::new(),
+                    baseline: *from,
+                    last: *from,
+                    via_target,
+                });
+                if !scaled.alarms.iter().any(|a| a == alarm) {
+                    scaled.alarms.push(alarm.to_string());
+                }
+                scaled.last = *to;
+                scaled.via_target = via_target;
+                next.scaled = Some(scaled);
+            } else if let Some(scaled) = next.scaled.as_mut() {
+                scaled.last = *to;
+                if *to <= scaled.baseline {
+                    next.scaled = None;
+                }
+            }
+        }
+        Action::GrowStorage { .. } => next.last_storage_change = Some(now),
+        Action::ForceDeployment { .. } | Action::Rollback { .. } => {}
+    }
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alarm::Kind;
+    use crate::guard::claimed;
+    use crate::runbook::tests::{alarm, config};
+    use crate::runbook::{select, target};
+
+    const ECS: &[(&str, &str)] = &[("ClusterName", "prod"), ("ServiceName", "web")];
+
+    struct World {
+        config: Config,
+        alarm: Alarm,
+        resource: Option<Resource>,
+        guard: Guard,
+        flips: Flips,
+        others: BTreeMap<String, State>,
+        now: DateTime<Utc>,
+    }
+
+    fn service(desired: i32) -> ServiceState {
+        ServiceState {
+            desired,
+            running: desired,
+            task_definition: "arn:aws:ecs:us-east-1:123456789012:task-definition/web:8".into(),
+            deployments: vec![Deployment {
+                id: "ecs-svc/8".into(),
+                status: "PRIMARY".into(),
+                rollout_state: "COMPLETED".into(),
+                task_definition: "arn:aws:ecs:us-east-1:123456789012:task-definition/web:8".into(),
+                created_at: Some("2026-11-24T02:50:00Z".parse().unwrap()),
+            }],
+            scalable: None,
+            record: None,
+        }
+    }
+
+    fn world(
+        namespace: &str,
+        metric: &str,
+        dims: &[(&str, &str)],
+        cmp: &str,
+        resource: Option<Resource>,
+    ) -> World {
+        let alarm = alarm(namespace, metric, dims, cmp);
+        World {
+            config: config(),
+            now: alarm.state_updated + chrono::Duration::seconds(30),
+            alarm,
+            resource,
+            guard: Guard::default(),
+            flips: Flips::default(),
+            others: BTreeMap::new(),
+        }
+    }
+
+    fn cpu(desired: i32) -> World {
+        world(
+            "AWS/ECS",
+            "CPUUtilization",
+            ECS,
+            "GreaterThanThreshold",
+            Some(Resource::Service(service(desired))),
+        )
+    }
+
+    fn run(w: &World) -> Plan {
+        let (runbook, why) = select(&w.config, &w.alarm);
+        let target = target(&w.config, runbook, &w.alarm);
+        plan(&Context {
+            config: &w.config,
+            alarm: &w.alarm,
+            runbook,
+            why: &why,
+            target: &target,
+            resource: w.resource.as_ref(),
+            guard: &w.guard,
+            flips: &w.flips,
+            others: &w.others,
+            now: w.now,
+        })
+    }
+
+    fn desired(from: i32, to: i32) -> Action {
+        Action::SetDesiredCount {
+            cluster: "prod".into(),
+            service: "web".into(),
+            from,
+            to,
+        }
+    }
+
+    #[test]
+    fn cpu_high_scales_out_by_the_step_never_above_max() {
+        assert_eq!(run(&cpu(2)).verdict, Verdict::Act(desired(2, 4)));
+        assert_eq!(run(&cpu(9)).verdict, Verdict::Act(desired(9, 10)));
+        assert!(
+            matches!(run(&cpu(10)).verdict, Verdict::Refused(r) if r.starts_with("at maximum"))
+        );
+        // A count above the bound (someone scaled by hand) is never raised further.
+        assert!(matches!(run(&cpu(12)).verdict, Verdict::Refused(_)));
+    }
+
+    #[test]
+    fn with_an_auto_scaling_target_the_minimum_is_raised_within_its_maximum() {
+        let mut w = cpu(3);
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.scalable = Some(Scalable { min: 2, max: 6 });
+        let set = |from, to, max| Action::SetMinCapacity {
+            cluster: "prod".into(),
+            service: "web".into(),
+            from,
+            to,
+            max,
+        };
+        assert_eq!(run(&w).verdict, Verdict::Act(set(2, 5, 6)));
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.desired = 5;
+        assert_eq!(
+            run(&w).verdict,
+            Verdict::Act(set(2, 6, 6)),
+            "never past the target's maximum"
+        );
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.scalable = Some(Scalable { min: 6, max: 6 });
+        assert!(matches!(run(&w).verdict, Verdict::Refused(r) if r.starts_with("at maximum")));
+    }
+
+    #[test]
+    fn no_action_while_a_deployment_is_in_flight() {
+        let mut w = cpu(2);
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.deployments[0].rollout_state = "IN_PROGRESS".into();
+        assert!(
+            matches!(run(&w).verdict, Verdict::Refused(r) if r.contains("ecs-svc/8 is in progress"))
+        );
+        let mut w = world(
+            "AWS/ApplicationELB",
+            "UnHealthyHostCount",
+            &[("TargetGroup", "targetgroup/web/0123456789abcdef")],
+            "GreaterThanThreshold",
+            Some(Resource::Service(service(2))),
+        );
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.deployments.push(Deployment {
+            id: "ecs-svc/7".into(),
+            status: "ACTIVE".into(),
+            ..Default::default()
+        });
+        assert!(matches!(run(&w).verdict, Verdict::Refused(_)));
+    }
+
+    #[test]
+    fn guardrails_refuse_inside_the_cooldown_and_past_the_rate_limit() {
+        let mut w = cpu(2);
+        let earlier = w.now.timestamp() - 60;
+        w.guard = claimed(
+            &Guard::default(),
+            "ALARM@1",
+            "web-memory-high",
+            &desired(2, 4),
+            earlier,
+            &w.config.guard,
+        );
+        w.guard.claim.as_mut().unwrap().result = Some(Ok(()));
+        let Verdict::Refused(why) = run(&w).verdict else {
+            panic!()
+        };
+        assert!(
+            why.starts_with("cooldown until") && why.contains("web-memory-high"),
+            "{why}"
+        );
+        w.guard.cooldown_until = None;
+        w.guard.actions = vec![earlier - 30, earlier - 20, earlier];
+        assert!(matches!(run(&w).verdict, Verdict::Refused(r) if r.starts_with("rate limit")));
+    }
+
+    #[test]
+    fn a_flapping_alarm_stops_automatic_action() {
+        let mut w = cpu(2);
+        let now = w.now.timestamp();
+        for i in 0..5 {
+            w.flips.record(&format!("T{i}"), now - 100 + i, now, 3600);
+        }
+        assert!(matches!(run(&w).verdict, Verdict::Refused(r) if r.starts_with("flapping")));
+        w.flips.transitions.truncate(4);
+        assert!(matches!(run(&w).verdict, Verdict::Act(_)));
+    }
+
+    #[test]
+    fn a_duplicate_is_ignored_a_done_action_repaged_and_a_dead_claim_resumed() {
+        let mut w = cpu(2);
+        let t = w.alarm.transition();
+        let now = w.now.timestamp();
+        w.flips.record(&t, now, now, 3600);
+        w.flips.mark_handled(&t);
+        assert!(matches!(run(&w).verdict, Verdict::Ignore(r) if r.starts_with("duplicate")));
+        w.flips = Flips::default();
+        w.guard = claimed(
+            &Guard::default(),
+            &t,
+            &w.alarm.name,
+            &desired(2, 4),
+            now - 10,
+            &w.config.guard,
+        );
+        assert!(matches!(run(&w).verdict, Verdict::Busy(_)));
+        w.guard.claim.as_mut().unwrap().at = now - 600;
+        assert_eq!(run(&w).verdict, Verdict::Resume(desired(2, 4)));
+        w.guard.claim.as_mut().unwrap().result = Some(Ok(()));
+        assert!(matches!(run(&w).verdict, Verdict::Repage(_)));
+    }
+
+    fn rollback_world(created: &str, record_service: &str, previous: &str) -> World {
+        let mut s = service(2);
+        s.deployments[0].created_at = Some(created.parse().unwrap());
+        s.record = Some(Record {
+            repository: "web".into(),
+            image_tag: "v2".into(),
+            digest: "sha256:b".into(),
+            previous: previous.into(),
+            service: record_service.into(),
+            push_event: None,
+            push_event_time: None,
+            deployment_id: Some("ecs-svc/8".into()),
+            verdict: None,
+            timeout_warned: None,
+        });
+        world(
+            "AWS/ApplicationELB",
+            "HTTPCode_Target_5XX_Count",
+            &[("LoadBalancer", "app/web-alb/0123456789abcdef")],
+            "GreaterThanThreshold",
+            Some(Resource::Service(s)),
+        )
+    }
+
+    const WEB7: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:7";
+
+    #[test]
+    fn five_xx_rolls_back_a_recent_autopilot_deploy_only() {
+        let w = rollback_world("2026-11-24T02:50:00Z", "prod/web", WEB7);
+        let Verdict::Act(Action::Rollback { to, .. }) = run(&w).verdict else {
+            panic!("{:?}", run(&w))
+        };
+        assert_eq!(to, WEB7);
+        // Outside the 30 minute window.
+        let w = rollback_world("2026-11-24T02:00:00Z", "prod/web", WEB7);
+        assert!(
+            matches!(run(&w).verdict, Verdict::PageOnly(r) if r.contains("outside the 30 min"))
+        );
+        // Not autopilot's deploy.
+        let mut w = rollback_world("2026-11-24T02:50:00Z", "prod/web", WEB7);
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.record = None;
+        assert!(
+            matches!(run(&w).verdict, Verdict::PageOnly(r) if r.contains("not deployed by autopilot"))
+        );
+        // A record that lies: another service, a later revision, another family.
+        for (svc, prev) in [
+            ("prod/api", WEB7),
+            (
+                "prod/web",
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/web:9",
+            ),
+            (
+                "prod/web",
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/evil:1",
+            ),
+            ("prod/web", ""),
+        ] {
+            let w = rollback_world("2026-11-24T02:50:00Z", svc, prev);
+            assert!(
+                matches!(run(&w).verdict, Verdict::PageOnly(_)),
+                "{svc} {prev}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rollback_of_autopilots_own_deployment_in_flight_is_the_exception() {
+        let mut w = rollback_world("2026-11-24T02:50:00Z", "prod/web", WEB7);
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.deployments[0].rollout_state = "IN_PROGRESS".into();
+        assert!(matches!(
+            run(&w).verdict,
+            Verdict::Act(Action::Rollback { .. })
+        ));
+        // Once the circuit breaker rolled back, autopilot's deployment is no longer PRIMARY.
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.deployments[0].status = "ACTIVE".into();
+        s.deployments.insert(
+            0,
+            Deployment {
+                id: "ecs-svc/9".into(),
+                status: "PRIMARY".into(),
+                rollout_state: "IN_PROGRESS".into(),
+                ..Default::default()
+            },
+        );
+        assert!(matches!(run(&w).verdict, Verdict::PageOnly(_)));
+    }
+
+    fn storage(db: DbState) -> World {
+        world(
+            "AWS/RDS",
+            "FreeStorageSpace",
+            &[("DBInstanceIdentifier", "orders-db")],
+            "LessThanThreshold",
+            Some(Resource::Database(db)),
+        )
+    }
+
+    fn db(allocated: i32) -> DbState {
+        DbState {
+            allocated_gib: allocated,
+            max_allocated_gib: None,
+            status: "available".into(),
+            pending_allocated_gib: None,
+        }
+    }
+
+    #[test]
+    fn storage_grows_by_the_percentage_up_to_the_ceiling() {
+        let grow = |from, to| Action::GrowStorage {
+            instance: "orders-db".into(),
+            from_gib: from,
+            to_gib: to,
+        };
+        assert_eq!(run(&storage(db(100))).verdict, Verdict::Act(grow(100, 120)));
+        assert_eq!(
+            run(&storage(db(101))).verdict,
+            Verdict::Act(grow(101, 122)),
+            "rounded up"
+        );
+        assert_eq!(
+            run(&storage(db(450))).verdict,
+            Verdict::Act(grow(450, 500)),
+            "capped"
+        );
+        assert!(
+            matches!(run(&storage(db(460))).verdict, Verdict::Refused(r) if r.starts_with("at the ceiling")),
+            "under 10 % left"
+        );
+    }
+
+    #[test]
+    fn storage_autoscaling_a_pending_change_or_a_recent_one_page_only() {
+        let mut d = db(100);
+        d.max_allocated_gib = Some(1000);
+        assert!(
+            matches!(run(&storage(d)).verdict, Verdict::PageOnly(r) if r.contains("storage autoscaling is on"))
+        );
+        let mut d = db(100);
+        d.status = "storage-optimization".into();
+        assert!(
+            matches!(run(&storage(d)).verdict, Verdict::PageOnly(r) if r.contains("storage-optimization"))
+        );
+        let mut w = storage(db(100));
+        w.guard.last_storage_change = Some(w.now.timestamp() - 5 * 3600);
+        assert!(matches!(run(&w).verdict, Verdict::PageOnly(r) if r.contains("under 6 hours")));
+        w.guard.last_storage_change = Some(w.now.timestamp() - 7 * 3600);
+        assert!(matches!(run(&w).verdict, Verdict::Act(_)));
+    }
+
+    #[test]
+    fn page_only_alarms_unmapped_resources_and_composites_page() {
+        let w = world(
+            "AWS/RDS",
+            "CPUUtilization",
+            &[("DBInstanceIdentifier", "orders-db")],
+            "GreaterThanThreshold",
+            None,
+        );
+        assert!(matches!(run(&w).verdict, Verdict::PageOnly(r) if r.starts_with("runbook `page`")));
+        let w = world(
+            "AWS/ECS",
+            "CPUUtilization",
+            &[("ClusterName", "prod"), ("ServiceName", "billing")],
+            "GreaterThanThreshold",
+            None,
+        );
+        assert!(matches!(run(&w).verdict, Verdict::PageOnly(r) if r.contains("prod/billing")));
+        let mut w = cpu(2);
+        w.alarm.kind = Kind::Composite {
+            rule: "ALARM(a)".into(),
+        };
+        assert!(matches!(run(&w).verdict, Verdict::PageOnly(_)));
+    }
+
+    #[test]
+    fn insufficient_data_follows_the_policy() {
+        let mut w = cpu(2);
+        w.alarm.state = State::InsufficientData;
+        assert!(matches!(run(&w).verdict, Verdict::Warn(_)));
+        w.config.insufficient_data = InsufficientData::Ignore;
+        assert!(matches!(run(&w).verdict, Verdict::Ignore(_)));
+    }
+
+    fn scaled_out(w: &mut World, baseline: i32, last: i32, at: i64) {
+        let a = desired(baseline, last);
+        w.guard = claimed(
+            &Guard::default(),
+            "ALARM@0",
+            &w.alarm.name,
+            &a,
+            at,
+            &w.config.guard,
+        );
+        w.guard = settle(&w.guard, &w.alarm.name, &a, &Ok(()), at);
+    }
+
+    #[test]
+    fn ok_resolves_and_scales_in_toward_the_baseline_after_the_cooldown() {
+        let mut w = cpu(6);
+        w.alarm.state = State::Ok;
+        let now = w.now.timestamp();
+        scaled_out(&mut w, 2, 6, now - 60);
+        let p = run(&w);
+        assert!(
+            matches!(&p.verdict, Verdict::Resolve(r) if r.contains("cooldown")),
+            "{p:?}"
+        );
+        assert_eq!(p.scale_in, None);
+        scaled_out(&mut w, 2, 6, now - 700);
+        let p = run(&w);
+        assert_eq!(p.scale_in, Some(desired(6, 4)), "one step at a time");
+        // Someone else changed the count: leave it.
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.desired = 8;
+        let p = run(&w);
+        assert!(p.release.is_some() && p.scale_in.is_none());
+        // Another alarm that scaled it out is still firing.
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.desired = 6;
+        w.guard
+            .scaled
+            .as_mut()
+            .unwrap()
+            .alarms
+            .push("web-memory-high".into());
+        w.others.insert("web-memory-high".into(), State::Alarm);
+        assert!(run(&w).scale_in.is_none());
+    }
+
+    #[test]
+    fn settling_tracks_the_baseline_until_it_is_reached() {
+        let mut g = Guard::default();
+        g = settle(&g, "cpu", &desired(2, 4), &Ok(()), 1);
+        g = settle(&g, "memory", &desired(4, 6), &Ok(()), 2);
+        let s = g.scaled.clone().unwrap();
+        assert_eq!((s.baseline, s.last, s.alarms.len()), (2, 6, 2));
+        g = settle(&g, "cpu", &desired(6, 4), &Ok(()), 3);
+        assert_eq!(g.scaled.as_ref().unwrap().last, 4);
+        g = settle(&g, "cpu", &desired(4, 2), &Ok(()), 4);
+        assert_eq!(g.scaled, None);
+        let failed = settle(&g, "cpu", &desired(2, 4), &Err("denied".into()), 5);
+        assert_eq!(
+            failed.scaled, None,
+            "a failed scale-out changes nothing to undo"
+        );
+    }
+}
