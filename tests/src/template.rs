@@ -71,3 +71,107 @@ pub fn scheduled_event(function: &str, event: &str, scheduled_time: &str) -> Val
     serde_json::from_str(&rendered)
         .unwrap_or_else(|e| panic!("{function}.{event} Input is not JSON ({e}): {rendered}"))
 }
+
+/// The `EventPattern` of the `EventBridgeRule` event `event` of `function`, as
+/// CloudFormation resolves it for a stack whose parameters are `parameters` and
+/// whose conditions are `conditions`: `Ref` to a parameter becomes its value,
+/// `Fn::If` takes the branch of its condition, and `AWS::NoValue` leaves the key out.
+pub fn event_pattern(
+    function: &str,
+    event: &str,
+    parameters: &[(&str, &str)],
+    conditions: &[(&str, bool)],
+) -> Value {
+    let e = &properties(function)["Events"][event];
+    assert_eq!(
+        e["Type"], "EventBridgeRule",
+        "{function}.{event} is not an EventBridgeRule event"
+    );
+    resolve(&e["Properties"]["Pattern"], parameters, conditions)
+        .unwrap_or_else(|| panic!("{function}.{event} has no Pattern"))
+}
+
+/// `value` with `Ref` and `Fn::If` resolved; `None` for `AWS::NoValue`.
+fn resolve(
+    value: &Value,
+    parameters: &[(&str, &str)],
+    conditions: &[(&str, bool)],
+) -> Option<Value> {
+    match value {
+        Value::Object(o) if o.contains_key("Ref") => {
+            let name = o["Ref"].as_str().expect("Ref of a name");
+            if name == "AWS::NoValue" {
+                return None;
+            }
+            let (_, v) = parameters
+                .iter()
+                .find(|(p, _)| *p == name)
+                .unwrap_or_else(|| panic!("no value given for parameter {name}"));
+            Some(Value::String(v.to_string()))
+        }
+        Value::Object(o) if o.contains_key("Fn::If") => {
+            let branches = o["Fn::If"].as_array().expect("Fn::If of a list");
+            let name = branches[0].as_str().expect("Fn::If on a condition name");
+            let (_, holds) = conditions
+                .iter()
+                .find(|(c, _)| *c == name)
+                .unwrap_or_else(|| panic!("no value given for condition {name}"));
+            resolve(
+                &branches[if *holds { 1 } else { 2 }],
+                parameters,
+                conditions,
+            )
+        }
+        Value::Object(o) => Some(Value::Object(
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), resolve(v, parameters, conditions)?)))
+                .collect(),
+        )),
+        Value::Array(a) => Some(Value::Array(
+            a.iter()
+                .filter_map(|v| resolve(v, parameters, conditions))
+                .collect(),
+        )),
+        other => Some(other.clone()),
+    }
+}
+
+/// Whether EventBridge would match `event` against `pattern`: every field the
+/// pattern names must be in the event, a list matches when one of its entries
+/// does (an exact value, or `{"prefix": ...}`), and objects match field by field.
+/// Other content filters are not supported here and fail the test.
+pub fn pattern_matches(pattern: &Value, event: &Value) -> bool {
+    let Value::Object(fields) = pattern else {
+        panic!("a pattern is an object: {pattern}");
+    };
+    fields.iter().all(|(key, expected)| {
+        let Some(actual) = event.get(key) else {
+            return false;
+        };
+        match expected {
+            Value::Object(_) => pattern_matches(expected, actual),
+            Value::Array(allowed) => {
+                let values = match actual {
+                    Value::Array(values) => values.clone(),
+                    one => vec![one.clone()],
+                };
+                values
+                    .iter()
+                    .any(|v| allowed.iter().any(|a| entry_matches(a, v)))
+            }
+            other => panic!("pattern field {key} is neither a list nor an object: {other}"),
+        }
+    })
+}
+
+fn entry_matches(entry: &Value, value: &Value) -> bool {
+    match entry {
+        Value::Object(filter) => match (filter.get("prefix"), filter.len()) {
+            (Some(Value::String(prefix)), 1) => value
+                .as_str()
+                .is_some_and(|v| v.starts_with(prefix.as_str())),
+            _ => panic!("content filter not supported by this check: {entry}"),
+        },
+        literal => literal == value,
+    }
+}

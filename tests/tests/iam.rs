@@ -17,6 +17,7 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("autopilot-deploy", "DeployFunction"),
     ("autopilot-rotate", "RotateFunction"),
     ("autopilot-pagerduty", "PagerDutyRelayFunction"),
+    ("autopilot-remediate", "RemediateFunction"),
 ];
 
 /// Calls the suite must have seen, so the check cannot pass on an empty log.
@@ -28,9 +29,33 @@ const EXPECTED: &[(&str, &str)] = &[
     ("autopilot-rotate", "rds:DescribeDBInstances"),
     ("autopilot-rotate", "ecs:UpdateService"),
     ("autopilot-pagerduty", "secretsmanager:GetSecretValue"),
+    ("autopilot-remediate", "cloudwatch:DescribeAlarms"),
+    ("autopilot-remediate", "dynamodb:PutItem"),
 ];
 
-/// The IAM prefix of a SigV4 signing name, where they differ.
+/// Every AWS call remediate's code makes, by SigV4 signing name: what the
+/// template must grant it before any integration test has run.
+const REMEDIATE_CALLS: &[(&str, &str)] = &[
+    ("monitoring", "DescribeAlarms"),
+    ("monitoring", "ListTagsForResource"),
+    ("monitoring", "GetMetricData"),
+    ("dynamodb", "GetItem"),
+    ("dynamodb", "PutItem"),
+    ("dynamodb", "DeleteItem"),
+    ("dynamodb", "Query"),
+    ("ecs", "DescribeServices"),
+    ("ecs", "UpdateService"),
+    ("ecs", "DescribeTaskDefinition"),
+    ("application-autoscaling", "DescribeScalableTargets"),
+    ("application-autoscaling", "RegisterScalableTarget"),
+    ("rds", "DescribeDBInstances"),
+    ("rds", "ModifyDBInstance"),
+    ("sns", "Publish"),
+];
+
+/// The IAM prefix of a SigV4 signing name, where they differ. CloudWatch signs as
+/// `monitoring`; Application Auto Scaling signs as `application-autoscaling`, its
+/// IAM prefix too, as do the other services the functions call.
 fn iam_prefix(service: &str) -> &str {
     match service {
         "monitoring" => "cloudwatch",
@@ -152,4 +177,45 @@ fn action_patterns_match_as_iam_does() {
         "ecs:UpdateServicePrimaryTaskSet"
     ));
     assert!(!allows("ecs:Describe*", "ecr:DescribeImages"));
+}
+
+#[test]
+fn signing_names_map_to_iam_prefixes() {
+    assert_eq!(iam_prefix("monitoring"), "cloudwatch");
+    assert_eq!(
+        iam_prefix("application-autoscaling"),
+        "application-autoscaling"
+    );
+    assert_eq!(iam_prefix("dynamodb"), "dynamodb");
+}
+
+/// The grant check above needs a full run's call log; this one holds the template
+/// to every call in remediate's code on its own.
+#[test]
+fn the_template_grants_remediate_every_call_its_code_makes() {
+    let granted = granted("RemediateFunction");
+    let missing: Vec<String> = REMEDIATE_CALLS
+        .iter()
+        .map(|(service, operation)| format!("{}:{operation}", iam_prefix(service)))
+        .filter(|action| !granted.iter().any(|g| allows(g, action)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "template.yaml does not grant RemediateFunction: {missing:?}"
+    );
+    // And nothing else, no wildcard either: the list above and the dead-letter queue.
+    let extra: Vec<&String> = granted
+        .iter()
+        .filter(|g| {
+            *g != "sqs:SendMessage"
+                && !REMEDIATE_CALLS.iter().any(|(service, operation)| {
+                    // Exactly a call: a wildcard grant counts as extra.
+                    allows(&format!("{}:{operation}", iam_prefix(service)), g)
+                })
+        })
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "RemediateFunction is granted actions its code does not call: {extra:?}"
+    );
 }
