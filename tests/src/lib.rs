@@ -4,11 +4,12 @@
 //! bridge's control calls), [`Stack`] (one test's names, clients, on-call topic
 //! and configuration, the call log and fault injection) and [`pages`] (what
 //! on-call received). Fixtures per area: [`ecs`], [`events`], [`template`],
-//! [`rotation`], [`postgres`]; [`logs`] captures log lines.
+//! [`rotation`], [`postgres`], [`alarms`]; [`logs`] captures log lines.
 //!
 //! One emulator serves a whole test binary; every [`Stack`] uses names of its own,
 //! so tests run in parallel without resetting each other's state.
 
+pub mod alarms;
 pub mod ecs;
 pub mod emulator;
 pub mod events;
