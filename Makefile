@@ -13,7 +13,7 @@ test: setup
 	cargo test --workspace
 	cargo test -p autopilot-tests --test iam -- --ignored
 
-## make demo: the deploy story on the local emulator, push to verdict.
+## make demo: the deploy, rotation and remediation stories on the local emulator.
 demo: setup
 	cargo run --quiet -p autopilot-tests --bin demo
 

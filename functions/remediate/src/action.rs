@@ -86,11 +86,28 @@ impl Action {
 }
 
 impl fmt::Display for Action {
-    /// `scale-out: desired count 2 → 4`.
+    /// `scale-out: desired count 2 -> 4`; ASCII, since it ends up in SNS subjects.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = self.verb();
         match self {
+            Action::SetDesiredCount { from, to, .. } => {
+                write!(f, "{verb}: desired count {from} -> {to}")
+            }
+            Action::SetMinCapacity { from, to, max, .. } => {
+                write!(
+                    f,
+                    "{verb}: auto scaling minimum {from} -> {to} (maximum {max})"
+                )
+            }
             Action::ForceDeployment { .. } => write!(f, "restart: force a new deployment"),
-            _ => write!(f, "{}: {} → {}", self.verb(), self.before(), self.after()),
+            Action::Rollback { from, to, .. } => {
+                write!(f, "rollback: {} -> {}", short(from), short(to))
+            }
+            Action::GrowStorage {
+                from_gib, to_gib, ..
+            } => {
+                write!(f, "{verb}: {from_gib} -> {to_gib} GiB allocated")
+            }
         }
     }
 }
@@ -112,20 +129,14 @@ mod tests {
             from: 2,
             to: 4,
         };
-        assert_eq!(
-            a.to_string(),
-            "scale-out: desired count 2 → desired count 4"
-        );
+        assert_eq!(a.to_string(), "scale-out: desired count 2 -> 4");
         let r = Action::Rollback {
             cluster: "prod".into(),
             service: "web".into(),
             from: "arn:aws:ecs:us-east-1:1:task-definition/web:8".into(),
             to: "arn:aws:ecs:us-east-1:1:task-definition/web:7".into(),
         };
-        assert_eq!(
-            r.to_string(),
-            "rollback: task definition web:8 → task definition web:7"
-        );
+        assert_eq!(r.to_string(), "rollback: web:8 -> web:7");
         let json = serde_json::to_value(&a).unwrap();
         assert_eq!(json["kind"], "set-desired-count");
         assert_eq!(serde_json::from_value::<Action>(json).unwrap(), a);

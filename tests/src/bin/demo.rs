@@ -7,6 +7,10 @@
 //! Then the rotation story on a real local PostgreSQL: `prod/db/app` rotates
 //! through the four steps, its `DATABASE_URL` secret is rewritten and the
 //! `backend` service redeployed.
+//! Then the remediation story: a CPU alarm on `prod/web` scales it out, a
+//! memory alarm inside the cooldown is refused, the CPU alarm's OK resolves the
+//! page, and once the cooldown has passed the sweep scales it back in; the audit
+//! trail is printed from the guardrail table.
 //! With `--serve` it keeps the emulator up afterwards for `cargo lambda invoke`.
 
 use autopilot_shared::Report;
@@ -128,6 +132,7 @@ async fn main() {
     print_pages(&stack).await;
 
     rotation_story(&stack, &cluster).await;
+    remediation_story(&stack, &cluster).await;
 
     if serve {
         println!("Emulator stays up for local invokes:");
@@ -227,6 +232,103 @@ async fn rotation_story(stack: &Stack, cluster: &str) {
         .len();
     println!("   {cluster}/backend redeployed so new tasks read the new value: {deployments_before} -> {deployments_after} deployments");
     print_pages(stack).await;
+}
+
+/// An ECS CPU alarm scales `prod/web` out; a second alarm in the cooldown is
+/// refused; OK resolves; after the cooldown the sweep scales back in.
+async fn remediation_story(stack: &Stack, cluster: &str) {
+    use autopilot_tests::alarms::{AlarmSpec, Form};
+    use remediate::Remediator;
+    let td = stack.task_definition("web", "app", "nginx:1.27").await;
+    stack
+        .service(cluster, "web", td.task_definition_arn().unwrap())
+        .await;
+    stack.settle_service(cluster, "web").await;
+    let table = stack.guard_table().await;
+    let services =
+        json!([{"cluster": cluster, "service": "web", "min": 2, "max": 10, "step": 2}]).to_string();
+    let config = stack.remediate_config(&table, &[(remediate::config::SERVICES, services.clone())]);
+    let remediator = Remediator::new(&stack.sdk, config);
+    let cpu = stack
+        .alarm(AlarmSpec::ecs_cpu("web-cpu-high", cluster, "web"))
+        .await;
+    let memory = stack
+        .alarm(AlarmSpec::ecs(
+            "web-memory-high",
+            "MemoryUtilization",
+            85.0,
+            cluster,
+            "web",
+        ))
+        .await;
+    let desired = || async { stack.describe_service(cluster, "web").await.desired_count() };
+    let run = |event: Value| async {
+        match remediator
+            .handle(LambdaEvent::new(event, Context::default()))
+            .await
+        {
+            Ok(report) => print_report(&report),
+            Err(e) => {
+                eprintln!("invocation failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    };
+    println!("== 7. Remediation: alarms {cpu} (CPU > 80 %) and {memory} (memory > 85 %) on {cluster}/web");
+    println!("   AUTOPILOT_REMEDIATE_SERVICES = {services}");
+    println!("   guardrails: cooldown 600 s, at most 3 actions an hour, flapping over 4 changes an hour; table {table}\n");
+
+    println!("== 8. {cpu} goes to ALARM; EventBridge delivers events/remediate/ecs-cpu-high.eventbridge.json");
+    stack.set_alarm(&cpu, "ALARM").await;
+    run(stack.alarm_event(Form::EventBridge, &cpu, "ALARM").await).await;
+    println!("   {cluster}/web desired count: {}", desired().await);
+    print_pages(stack).await;
+
+    println!(
+        "== 9. {memory} goes to ALARM one minute later, inside the cooldown (its SNS delivery)"
+    );
+    stack.set_alarm(&memory, "ALARM").await;
+    run(stack.alarm_event(Form::Sns, &memory, "ALARM").await).await;
+    println!("   {cluster}/web desired count: {}", desired().await);
+    print_pages(stack).await;
+
+    println!("== 10. Both alarms return to OK (the memory one by the Lambda alarm action)");
+    stack.set_alarm(&memory, "OK").await;
+    run(stack.alarm_event(Form::Direct, &memory, "OK").await).await;
+    stack.set_alarm(&cpu, "OK").await;
+    run(stack.alarm_event(Form::EventBridge, &cpu, "OK").await).await;
+    println!(
+        "   {cluster}/web desired count: {} (the cooldown has not passed)",
+        desired().await
+    );
+    print_pages(stack).await;
+
+    println!("== 11. Ten minutes later the sweep runs (the demo ends the cooldown by rewriting its guard item)");
+    stack
+        .end_cooldown(&table, &format!("ecs:{cluster}/web"))
+        .await;
+    run(template::scheduled_event(
+        "RemediateFunction",
+        "ScaleInSweep",
+        "2026-11-24T03:15:00Z",
+    ))
+    .await;
+    println!("   {cluster}/web desired count: {}", desired().await);
+    print_pages(stack).await;
+
+    println!("== 12. The audit trail (aws dynamodb query --table-name {table} --key-condition-expression 'pk = :p' ...)");
+    for subject in [format!("ecs:{cluster}/web")] {
+        for a in stack.audit(&table, &subject).await {
+            println!(
+                "   {}  {:<8} {:<16} {}",
+                a["time"].as_str().unwrap_or_default(),
+                a["decision"].as_str().unwrap_or_default(),
+                a["alarm"].as_str().unwrap_or_default(),
+                a["reason"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    println!();
 }
 
 async fn invoke(deployer: &Deployer, event: Value) -> Report {
