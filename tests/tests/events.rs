@@ -127,3 +127,55 @@ async fn the_handlers_reject_the_malformed_samples() {
         }
     }
 }
+
+/// Every alarm sample in `events/remediate/` (the AWS documented shapes, in the
+/// three deliveries) parses into one trigger of the state its name says; the
+/// malformed ones fail naming the bad field.
+#[test]
+fn every_alarm_sample_parses_in_every_delivery_form() {
+    use autopilot_shared::invocation::Coded;
+    use remediate::alarm::{self, Delivery, Input, State};
+    let dir = root().join("events/remediate");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("events/remediate exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 15, "a sample per alarm and delivery form");
+    let mut forms = std::collections::HashSet::new();
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let value: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let parsed = alarm::parse(value);
+        if name.starts_with("malformed-") {
+            let err = parsed.expect_err(&name);
+            assert_eq!(err.code(), "autopilot.MalformedEvent", "{name}: {err}");
+            continue;
+        }
+        let Ok(Input::Alarms(triggers)) = parsed else {
+            panic!("{name}: {parsed:?}")
+        };
+        assert_eq!(triggers.len(), 1, "{name}");
+        let t = &triggers[0];
+        let want = if name.contains("-ok.") {
+            State::Ok
+        } else if name.contains("insufficient-data") {
+            State::InsufficientData
+        } else {
+            State::Alarm
+        };
+        assert_eq!(t.state, want, "{name}");
+        assert_eq!(t.region.as_deref(), Some(REGION), "{name}");
+        assert!(t.state_time.is_some(), "{name}: the state time parses");
+        let form = match t.delivery {
+            Delivery::EventBridge => "eventbridge",
+            Delivery::Sns => "sns",
+            Delivery::Direct => "direct",
+        };
+        assert!(name.contains(&format!(".{form}.")), "{name} parsed as {form}");
+        forms.insert(form);
+    }
+    assert_eq!(forms.len(), 3, "all three delivery forms have samples");
+}

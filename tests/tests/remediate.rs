@@ -150,11 +150,8 @@ async fn cpu_high_scales_out_ok_resolves_and_the_sweep_scales_back_in_after_the_
     );
 
     // The sweep before the cooldown ends waits; after it, scales in to the baseline.
-    let sweep = template::scheduled_event(
-        "RemediateFunction",
-        "ScaleInSweep",
-        "2026-11-24T03:20:00Z",
-    );
+    let sweep =
+        template::scheduled_event("RemediateFunction", "ScaleInSweep", "2026-11-24T03:20:00Z");
     let report = invoke(&r, sweep.clone()).await.unwrap();
     assert_eq!(
         report
