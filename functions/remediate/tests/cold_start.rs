@@ -37,5 +37,8 @@ fn bounds_that_are_not_a_range_fail_the_cold_start_naming_the_field() {
         ),
     ]);
     assert!(!ok, "{text}");
-    assert!(text.contains("AUTOPILOT_REMEDIATE_SERVICES[0].max"), "{text}");
+    assert!(
+        text.contains("AUTOPILOT_REMEDIATE_SERVICES[0].max"),
+        "{text}"
+    );
 }
