@@ -983,3 +983,100 @@ async fn database_cpu_pages_with_its_recent_datapoints() {
         .unwrap()
         .contains("AWS/RDS CPUUtilization"));
 }
+
+#[tokio::test]
+async fn an_unreadable_service_still_pages_and_the_invocation_is_retried() {
+    let w = World::new("unreadable").await;
+    let r = w.remediator();
+    let alarm = w.cpu_alarm().await;
+    w.stack.set_alarm(&alarm, "ALARM").await;
+    w.stack
+        .fail_next("DescribeServices", 1, "AccessDeniedException");
+    let err = invoke(
+        &r,
+        w.stack
+            .alarm_event(Form::EventBridge, &alarm, "ALARM")
+            .await,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, "autopilot.AwsCallFailed", "{err:?}");
+    let pages = w.stack.pages().await;
+    assert_eq!(pages.len(), 1);
+    let why = pages[0].detail("Why").as_str().unwrap().to_string();
+    assert!(
+        why.contains("could not read") && why.contains("AccessDeniedException"),
+        "{why}"
+    );
+    // The retry acts.
+    let report = invoke(
+        &r,
+        w.stack
+            .alarm_event(Form::EventBridge, &alarm, "ALARM")
+            .await,
+    )
+    .await
+    .unwrap();
+    assert_eq!(only(&report).action, "act");
+    assert_eq!(w.desired().await, 4);
+}
+
+#[tokio::test]
+async fn no_scale_in_while_an_alarm_refused_in_the_cooldown_still_fires() {
+    let w = World::new("scale_in_waits").await;
+    let r = w.remediator();
+    let cpu = w.cpu_alarm().await;
+    let memory = w
+        .stack
+        .alarm(AlarmSpec::ecs(
+            "web-memory-high",
+            "MemoryUtilization",
+            85.0,
+            &w.cluster,
+            &w.service,
+        ))
+        .await;
+    w.stack.set_alarm(&cpu, "ALARM").await;
+    invoke(
+        &r,
+        w.stack.alarm_event(Form::EventBridge, &cpu, "ALARM").await,
+    )
+    .await
+    .unwrap();
+    w.stack.set_alarm(&memory, "ALARM").await;
+    let refused = invoke(
+        &r,
+        w.stack
+            .alarm_event(Form::EventBridge, &memory, "ALARM")
+            .await,
+    )
+    .await
+    .unwrap();
+    assert_eq!(only(&refused).action, "refuse");
+    w.stack.set_alarm(&cpu, "OK").await;
+    invoke(&r, w.stack.alarm_event(Form::EventBridge, &cpu, "OK").await)
+        .await
+        .unwrap();
+    w.stack.end_cooldown(&w.table, &w.resource()).await;
+    let sweep =
+        template::scheduled_event("RemediateFunction", "ScaleInSweep", "2026-11-24T03:20:00Z");
+    let report = invoke(&r, sweep.clone()).await.unwrap();
+    let o = report
+        .outcomes
+        .iter()
+        .find(|o| o.resource == w.resource())
+        .unwrap();
+    assert_eq!(o.action, "wait", "{o:?}");
+    assert!(o.reason.contains(&memory), "{o:?}");
+    assert_eq!(w.desired().await, 4);
+    // Once memory is OK too, the sweep scales in.
+    w.stack.set_alarm(&memory, "OK").await;
+    let report = invoke(&r, sweep).await.unwrap();
+    let o = report
+        .outcomes
+        .iter()
+        .find(|o| o.resource == w.resource())
+        .unwrap();
+    assert_eq!(o.action, "scale-in", "{o:?}");
+    assert_eq!(w.desired().await, 2);
+}

@@ -29,6 +29,8 @@ pub const FLAP_WINDOW_MINUTES: &str = "AUTOPILOT_REMEDIATE_FLAP_WINDOW_MINUTES";
 pub const ROLLBACK_WINDOW_MINUTES: &str = "AUTOPILOT_REMEDIATE_ROLLBACK_WINDOW_MINUTES";
 /// What INSUFFICIENT_DATA does: `warn` (page a warning) or `ignore` (log only).
 pub const INSUFFICIENT_DATA: &str = "AUTOPILOT_REMEDIATE_INSUFFICIENT_DATA";
+/// Only alarms whose names start with this are handled, however they arrive.
+pub const ALARM_NAME_PREFIX: &str = "AUTOPILOT_REMEDIATE_ALARM_NAME_PREFIX";
 /// Days the audit trail is kept (DynamoDB TTL).
 pub const AUDIT_TTL_DAYS: &str = "AUTOPILOT_REMEDIATE_AUDIT_TTL_DAYS";
 
@@ -47,6 +49,8 @@ pub struct Config {
     pub rollback_window: Duration,
     pub insufficient_data: InsufficientData,
     pub audit_ttl: Duration,
+    /// Alarms whose names do not start with it are ignored (empty: all).
+    pub alarm_name_prefix: String,
 }
 
 /// The durable limits every action is checked against.
@@ -202,6 +206,9 @@ impl Config {
             audit_ttl: Duration::from_secs(
                 config::number(&lookup, AUDIT_TTL_DAYS, 90, 1..=3650)? * 86_400,
             ),
+            alarm_name_prefix: lookup(ALARM_NAME_PREFIX)
+                .map(|p| p.trim().to_string())
+                .unwrap_or_default(),
         };
         Ok(config)
     }

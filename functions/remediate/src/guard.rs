@@ -29,7 +29,11 @@ pub struct Guard {
     /// No action on the resource before this (epoch seconds).
     #[serde(default)]
     pub cooldown_until: Option<i64>,
-    /// When recent actions were taken (epoch seconds), for the rate limit.
+    /// No scale-in step before this: steps back in are spaced by the cooldown,
+    /// but never hold back a scale-out (as Application Auto Scaling does).
+    #[serde(default)]
+    pub scale_in_until: Option<i64>,
+    /// When recent actions were taken (epoch seconds), for the rate limit. Scale-ins don't count.
     #[serde(default)]
     pub actions: Vec<i64>,
     /// The last action claimed, and how it ended.
@@ -140,8 +144,9 @@ pub enum Gate {
     Refused(String),
 }
 
-/// The guardrails for a new action answering `transition` at `now`.
-pub fn gate(guard: &Guard, transition: &str, now: i64, rails: &Guardrails) -> Gate {
+/// The guardrails for a new action answering `transition` at `now`; a
+/// `scale_in` also waits for the last scale-in step, and is not rate limited.
+pub fn gate(guard: &Guard, transition: &str, now: i64, rails: &Guardrails, scale_in: bool) -> Gate {
     if let Some(claim) = guard.claim.as_ref().filter(|c| c.transition == transition) {
         return match &claim.result {
             Some(_) => Gate::Done(claim.clone()),
@@ -167,6 +172,15 @@ pub fn gate(guard: &Guard, transition: &str, now: i64, rails: &Guardrails) -> Ga
             last.unwrap_or_default()
         ));
     }
+    if scale_in {
+        if let Some(until) = guard.scale_in_until.filter(|&u| u > now) {
+            return Gate::Refused(format!(
+                "the next scale-in step waits until {}",
+                clock(until)
+            ));
+        }
+        return Gate::Open;
+    }
     let window = rails.action_window.as_secs() as i64;
     let recent = guard.actions.iter().filter(|&&t| t > now - window).count();
     if recent >= rails.max_actions as usize {
@@ -191,8 +205,12 @@ pub fn claimed(
     let mut next = guard.clone();
     let window = rails.action_window.as_secs() as i64;
     next.actions.retain(|&t| t > now - window);
-    next.actions.push(now);
-    next.cooldown_until = Some(now + rails.cooldown.as_secs() as i64);
+    if action.verb() == "scale-in" {
+        next.scale_in_until = Some(now + rails.cooldown.as_secs() as i64);
+    } else {
+        next.actions.push(now);
+        next.cooldown_until = Some(now + rails.cooldown.as_secs() as i64);
+    }
     next.claim = Some(Claim {
         transition: transition.to_string(),
         alarm: alarm.to_string(),
@@ -238,36 +256,56 @@ mod tests {
             &rails(),
         );
         assert_eq!(g.cooldown_until, Some(NOW + 600));
-        let refused = gate(&g, "ALARM@2", NOW + 60, &rails());
+        let refused = gate(&g, "ALARM@2", NOW + 60, &rails(), false);
         assert!(
             matches!(&refused, Gate::Refused(r) if r.starts_with("cooldown until") && r.contains("web-cpu")),
             "{refused:?}"
         );
-        assert_eq!(gate(&g, "ALARM@2", NOW + 601, &rails()), Gate::Open);
+        assert_eq!(gate(&g, "ALARM@2", NOW + 601, &rails(), false), Gate::Open);
         let mut busy = g.clone();
         busy.actions = vec![NOW - 100, NOW - 50, NOW];
         busy.cooldown_until = None;
         assert!(
-            matches!(gate(&busy, "ALARM@2", NOW + 1, &rails()), Gate::Refused(r) if r.starts_with("rate limit: 3"))
+            matches!(gate(&busy, "ALARM@2", NOW + 1, &rails(), false), Gate::Refused(r) if r.starts_with("rate limit: 3"))
         );
         // The window forgets old actions.
-        assert_eq!(gate(&busy, "ALARM@2", NOW + 3700, &rails()), Gate::Open);
+        assert_eq!(
+            gate(&busy, "ALARM@2", NOW + 3700, &rails(), false),
+            Gate::Open
+        );
+    }
+
+    #[test]
+    fn scale_ins_are_spaced_but_never_hold_back_a_scale_out() {
+        let scale_in = Action::SetDesiredCount {
+            cluster: "prod".into(),
+            service: "web".into(),
+            from: 6,
+            to: 4,
+        };
+        let g = claimed(&Guard::default(), "OK@1", "a", &scale_in, NOW, &rails());
+        assert!(g.actions.is_empty() && g.cooldown_until.is_none());
+        assert_eq!(gate(&g, "ALARM@2", NOW + 1, &rails(), false), Gate::Open);
+        assert!(
+            matches!(gate(&g, "sweep@2", NOW + 1, &rails(), true), Gate::Refused(r) if r.contains("next scale-in step"))
+        );
+        assert_eq!(gate(&g, "sweep@3", NOW + 601, &rails(), true), Gate::Open);
     }
 
     #[test]
     fn the_same_transition_is_done_busy_or_resumed() {
         let mut g = claimed(&Guard::default(), "ALARM@1", "a", &restart(), NOW, &rails());
         assert!(matches!(
-            gate(&g, "ALARM@1", NOW + 5, &rails()),
+            gate(&g, "ALARM@1", NOW + 5, &rails(), false),
             Gate::Busy(_)
         ));
         assert_eq!(
-            gate(&g, "ALARM@1", NOW + CLAIM_LEASE_SECONDS, &rails()),
+            gate(&g, "ALARM@1", NOW + CLAIM_LEASE_SECONDS, &rails(), false),
             Gate::Resume(restart())
         );
         g.claim.as_mut().unwrap().result = Some(Ok(()));
         assert!(matches!(
-            gate(&g, "ALARM@1", NOW + 5, &rails()),
+            gate(&g, "ALARM@1", NOW + 5, &rails(), false),
             Gate::Done(_)
         ));
     }

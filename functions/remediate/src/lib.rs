@@ -134,11 +134,35 @@ impl Remediator {
                 )));
             }
         }
+        // The prefix narrows the EventBridge rule and the alarm-action permission;
+        // an SNS topic anyone may publish to is narrowed here.
+        if !t.alarm_name.starts_with(&self.config.alarm_name_prefix) {
+            return Ok(ignore(format!(
+                "the alarm's name does not start with `{}`",
+                self.config.alarm_name_prefix
+            )));
+        }
+        if t.alarm_name.starts_with("TargetTracking-") {
+            return Ok(ignore(
+                "an Application Auto Scaling target-tracking alarm: its scaling policy answers it"
+                    .into(),
+            ));
+        }
         let Some(alarm) = observe::alarm(&self.cw, &t.alarm_name).await? else {
             return Ok(ignore(
                 "CloudWatch has no such alarm (deleted, or the event lies)".into(),
             ));
         };
+        if let Some(time) = t.state_time {
+            if time > alarm.state_updated + chrono::Duration::seconds(1) {
+                // The event is newer than what DescribeAlarms shows: CloudWatch has
+                // not caught up. Retry rather than drop an ALARM.
+                return Err(RemediateError::Busy(format!(
+                    "{}: the event's state change at {time} is newer than CloudWatch's ({})",
+                    alarm.name, alarm.state_updated
+                )));
+            }
+        }
         if alarm.state != t.state {
             return Ok(ignore(format!(
                 "stale: the event says {} but the alarm is {} since {}",
@@ -169,7 +193,12 @@ impl Remediator {
             others: BTreeMap::new(),
         };
         for _ in 0..WRITE_ATTEMPTS {
-            self.observe_resource(&mut observed).await?;
+            if let Err(e) = self.observe_resource(&mut observed).await {
+                // Cannot act without the resource's state; on-call still hears of
+                // the alarm, and the invocation fails so Lambda retries it.
+                self.page_unreadable(&observed, &e, now).await?;
+                return Err(e);
+            }
             let plan = self.plan(&observed, now);
             match self.carry_out(&observed, &plan, now).await? {
                 Some(outcome) => {
@@ -265,7 +294,9 @@ impl Remediator {
         now: DateTime<Utc>,
     ) -> Result<Versioned<Flips>, RemediateError> {
         let key = || flips_key(&alarm.name);
-        let keep = self.config.guard.flap_window.as_secs() as i64;
+        // Handled transitions are kept at least as long as any redelivery can come
+        // (EventBridge retries for an hour), whatever the flap window.
+        let keep = (self.config.guard.flap_window.as_secs() as i64).max(3 * 3600);
         for _ in 0..WRITE_ATTEMPTS {
             let mut flips: Versioned<Flips> = self.store.get(key()).await?;
             if !flips.value.record(
@@ -341,7 +372,21 @@ impl Remediator {
                         return Ok(None);
                     }
                 }
-                let outcome = apply::act(&self.clients, action).await;
+                let claimed_at = o
+                    .guard
+                    .value
+                    .claim
+                    .as_ref()
+                    .map(|c| c.at)
+                    .unwrap_or_default();
+                let outcome = if plan.resumes()
+                    && plan::already_done(action, o.resource.as_ref(), claimed_at)
+                {
+                    // The dead invocation's action took effect; never repeat it.
+                    Ok(())
+                } else {
+                    apply::act(&self.clients, action).await
+                };
                 if let Err(e) = &outcome {
                     tracing::error!(resource = %subject, action = action.verb(), error = %e, "remediation failed");
                 }
@@ -352,6 +397,19 @@ impl Remediator {
         } else if let Some(why) = &plan.release {
             if !dry_run {
                 self.release(&subject, why).await?;
+            }
+        } else if !dry_run {
+            match &plan.verdict {
+                // A crash after settling may have left the sweep's list behind.
+                Verdict::Repage(_) if o.guard.value.scaled.is_some() => {
+                    self.store.set_pending(&subject, true).await?
+                }
+                // A scale-out alarm refused while the service is scaled out must
+                // also be OK before it scales back in.
+                Verdict::Refused(_) if o.runbook == Runbook::ScaleOut => {
+                    self.watch(&subject, &o.alarm.name).await?
+                }
+                _ => {}
             }
         }
         let datapoints = match (o.alarm.metric(), needs_page(&plan.verdict, &self.config)) {
@@ -440,6 +498,62 @@ impl Remediator {
         Err(RemediateError::Busy(format!(
             "{subject}: its guardrail item kept changing"
         )))
+    }
+
+    /// Adds `alarm` to the alarms a scaled-out service waits on before scaling in.
+    async fn watch(&self, subject: &str, alarm: &str) -> Result<(), RemediateError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let mut current: Versioned<Guard> = self.store.get(guard_key(subject)).await?;
+            let Some(scaled) = current.value.scaled.as_mut() else {
+                return Ok(());
+            };
+            if scaled.alarms.iter().any(|a| a == alarm) {
+                return Ok(());
+            }
+            scaled.alarms.push(alarm.to_string());
+            if self
+                .store
+                .put(guard_key(subject), &current.value, current.version)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        Err(RemediateError::Busy(format!(
+            "{subject}: its guardrail item kept changing"
+        )))
+    }
+
+    /// Pages that an alarm could not be handled because its resource could not be read.
+    async fn page_unreadable(
+        &self,
+        o: &Observed,
+        error: &RemediateError,
+        now: DateTime<Utc>,
+    ) -> Result<(), RemediateError> {
+        if o.alarm.state != State::Alarm {
+            return Ok(()); // an OK's scale-in waits for the sweep; nothing to tell yet
+        }
+        let datapoints = match o.alarm.metric() {
+            Some(m) => observe::datapoints(&self.cw, m, now).await,
+            None => Ok(Vec::new()),
+        };
+        let about = About {
+            alarm: &o.alarm,
+            runbook: o.runbook,
+            why: &o.why,
+            resource: o.target.as_ref().ok().map(Target::key),
+            bounds: o.target.as_ref().ok().map(bounds),
+            datapoints: &datapoints,
+            dry_run: self.config.common.dry_run,
+        };
+        let verdict = Verdict::PageOnly(format!(
+            "could not read the resource's state, so no action was taken: {error}"
+        ));
+        if let Some(page) = pages::page(&about, &verdict, None, None) {
+            self.send(&page).await?;
+        }
+        Ok(())
     }
 
     /// Forgets a scale-out that is over or was taken over by someone else.
@@ -581,11 +695,10 @@ impl Remediator {
             let verdict =
                 Verdict::Resolve(format!("{} is OK and the cooldown has passed", alarm.name));
             if let Some(mut page) = pages::page(&about, &verdict, Some(action), Some(&result)) {
-                if result.is_ok() {
-                    // Scaling in is news, not an incident: an info page of its own.
-                    page.action = autopilot_shared::pager::Action::Trigger;
-                    page = page.dedup_key(format!("{}/scale-in", pages::dedup_key(&alarm.name)));
-                }
+                // Scaling in is news, not the alarm's incident: pages of their own
+                // (info on success, which the relay does not open; critical on failure).
+                page.action = autopilot_shared::pager::Action::Trigger;
+                page = page.dedup_key(format!("{}/scale-in", pages::dedup_key(&alarm.name)));
                 self.send(&page).await?;
             }
             self.store

@@ -218,7 +218,9 @@ fn build(
     }
     page = page.fact("Alarm ARN", &alarm.arn);
     let points = match about.datapoints {
-        Ok(points) if points.is_empty() => vec!["none in the last hour".to_string()],
+        Ok(points) if points.is_empty() => {
+            vec!["none in the lookback (an hour, or ten periods)".to_string()]
+        }
         Ok(points) => points
             .iter()
             .take(DATAPOINTS_SHOWN)

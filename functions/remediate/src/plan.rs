@@ -206,7 +206,7 @@ fn on_alarm(ctx: &Context, transition: &str) -> Plan {
             rails.flap_limit
         )));
     }
-    match guard::gate(ctx.guard, transition, now, rails) {
+    match guard::gate(ctx.guard, transition, now, rails, false) {
         Gate::Open => {}
         Gate::Done(claim) => return Plan::of(Verdict::Repage(Box::new(claim))),
         Gate::Busy(why) => return Plan::of(Verdict::Busy(why)),
@@ -495,11 +495,15 @@ fn scale_in_plan(ctx: &Context, scaled: &Scaled, transition: &str) -> ScaleIn {
             "the service is no longer configured; leaving its count as it is".into(),
         );
     };
-    if let Some(still) = scaled
-        .alarms
-        .iter()
-        .find(|a| ctx.others.get(*a).is_some_and(|st| *st != State::Ok))
-    {
+    if let Some(still) = scaled.alarms.iter().find(|a| {
+        let state = if **a == ctx.alarm.name {
+            Some(&ctx.alarm.state)
+        } else {
+            ctx.others.get(*a)
+        };
+        state != Some(&State::Ok)
+    }) {
+        // A missing alarm counts as not OK: scaling in under an alarm is the worse mistake.
         return ScaleIn::Wait(format!("scale-in waits: {still} is not OK yet"));
     }
     let now = ctx.now.timestamp();
@@ -511,8 +515,14 @@ fn scale_in_plan(ctx: &Context, scaled: &Scaled, transition: &str) -> ScaleIn {
     {
         return ScaleIn::Wait("scale-in waits: the alarm is flapping".into());
     }
-    match guard::gate(ctx.guard, transition, now, rails) {
-        Gate::Open | Gate::Done(_) => {}
+    match guard::gate(ctx.guard, transition, now, rails, true) {
+        Gate::Open => {}
+        // A retried OK whose step already ran: the next step is the sweep's, after the spacing.
+        Gate::Done(_) => {
+            return ScaleIn::Wait(
+                "scale-in for this OK already ran; the sweep takes the next step".into(),
+            )
+        }
         Gate::Busy(why) => return ScaleIn::Wait(format!("scale-in waits: {why}")),
         Gate::Resume(action) => return ScaleIn::Act(action),
         Gate::Refused(why) => {
@@ -565,6 +575,27 @@ fn scale_in_plan(ctx: &Context, scaled: &Scaled, transition: &str) -> ScaleIn {
     })
 }
 
+/// Whether a claimed `action` (claimed at `claimed_at`) already took effect, so
+/// resuming it must not repeat it: a second forced deployment or storage change
+/// is not a no-op.
+pub fn already_done(action: &Action, resource: Option<&Resource>, claimed_at: i64) -> bool {
+    match (action, resource) {
+        (Action::SetDesiredCount { to, .. }, Some(Resource::Service(s))) => s.desired == *to,
+        (Action::SetMinCapacity { to, .. }, Some(Resource::Service(s))) => {
+            s.scalable.is_some_and(|t| t.min == *to)
+        }
+        (Action::ForceDeployment { .. }, Some(Resource::Service(s))) => s
+            .deployments
+            .iter()
+            .any(|d| d.created_at.is_some_and(|t| t.timestamp() >= claimed_at)),
+        (Action::Rollback { to, .. }, Some(Resource::Service(s))) => &s.task_definition == to,
+        (Action::GrowStorage { to_gib, .. }, Some(Resource::Database(d))) => {
+            d.allocated_gib >= *to_gib || d.pending_allocated_gib.is_some_and(|p| p >= *to_gib)
+        }
+        _ => false,
+    }
+}
+
 /// The guard once `action`, answering `alarm`, has ended with `result`.
 pub fn settle(
     guard: &Guard,
@@ -592,6 +623,11 @@ pub fn settle(
                 });
                 if !scaled.alarms.iter().any(|a| a == alarm) {
                     scaled.alarms.push(alarm.to_string());
+                }
+                if scaled.last != *from {
+                    // Someone changed it since autopilot's last step: what they
+                    // set is the new floor to come back to, never undone.
+                    scaled.baseline = *from;
                 }
                 scaled.last = *to;
                 scaled.via_target = via_target;
@@ -1072,6 +1108,63 @@ mod tests {
             .push("web-memory-high".into());
         w.others.insert("web-memory-high".into(), State::Alarm);
         assert!(run(&w).scale_in.is_none());
+    }
+
+    #[test]
+    fn a_retried_ok_does_not_take_a_second_step() {
+        let mut w = cpu(6);
+        w.alarm.state = State::Ok;
+        let now = w.now.timestamp();
+        scaled_out(&mut w, 2, 6, now - 700);
+        let t = w.alarm.transition();
+        let step = desired(6, 4);
+        w.guard = claimed(&w.guard, &t, &w.alarm.name, &step, now - 5, &w.config.guard);
+        w.guard = settle(&w.guard, &w.alarm.name, &step, &Ok(()), now - 5);
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.desired = 4;
+        let p = run(&w);
+        assert_eq!(p.scale_in, None, "{p:?}");
+        assert!(matches!(p.verdict, Verdict::Resolve(_)));
+    }
+
+    #[test]
+    fn a_resumed_action_that_took_effect_is_not_repeated() {
+        let s = service(2);
+        let restart = Action::ForceDeployment {
+            cluster: "prod".into(),
+            service: "web".into(),
+        };
+        let created = s.deployments[0].created_at.unwrap().timestamp();
+        let r = Resource::Service(s);
+        assert!(
+            already_done(&restart, Some(&r), created - 10),
+            "a deployment started after the claim"
+        );
+        assert!(!already_done(&restart, Some(&r), created + 10));
+        assert!(already_done(&desired(1, 2), Some(&r), 0));
+        let grow = Action::GrowStorage {
+            instance: "db".into(),
+            from_gib: 100,
+            to_gib: 120,
+        };
+        let mut d = db(100);
+        assert!(!already_done(
+            &grow,
+            Some(&Resource::Database(d.clone())),
+            0
+        ));
+        d.pending_allocated_gib = Some(120);
+        assert!(already_done(&grow, Some(&Resource::Database(d)), 0));
+    }
+
+    #[test]
+    fn a_manual_change_between_scale_outs_becomes_the_new_baseline() {
+        let mut g = settle(&Guard::default(), "cpu", &desired(2, 4), &Ok(()), 1);
+        g = settle(&g, "cpu", &desired(8, 10), &Ok(()), 2);
+        let s = g.scaled.unwrap();
+        assert_eq!((s.baseline, s.last), (8, 10));
     }
 
     #[test]

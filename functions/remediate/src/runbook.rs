@@ -141,6 +141,22 @@ pub fn target(config: &Config, runbook: Runbook, alarm: &Alarm) -> Result<Target
     let Some(m) = alarm.metric() else {
         return Err("the alarm watches no single metric".into());
     };
+    // A tag or a name rule can pick any runbook; only act where it fits the
+    // metric: adding tasks to an idle service or storage for a busy CPU helps nothing.
+    if runbook == Runbook::ScaleOut && !m.fires_when_high() {
+        return Err(format!(
+            "scale-out fits an alarm on a high value; {} fires {}",
+            alarm.name, m.comparison
+        ));
+    }
+    if runbook == Runbook::GrowStorage
+        && !(m.namespace == "AWS/RDS" && m.name == "FreeStorageSpace" && !m.fires_when_high())
+    {
+        return Err(format!(
+            "grow-storage fits only AWS/RDS FreeStorageSpace running low, not {} {}",
+            m.namespace, m.name
+        ));
+    }
     match runbook {
         Runbook::Page => Err("the runbook pages only".into()),
         Runbook::GrowStorage => {
@@ -168,14 +184,16 @@ fn service_of<'a>(config: &'a Config, m: &Metric) -> Result<&'a ServiceBounds, S
             format!("ECS service {cluster}/{service} is not in AUTOPILOT_REMEDIATE_SERVICES")
         });
     }
+    // A target group names the service exactly; when it is not mapped, its load
+    // balancer (shared by other services) must not stand in for it.
     if let Some(tg) = m.dimension("TargetGroup") {
-        if let Some(s) = config
+        return config
             .services
             .iter()
             .find(|s| s.target_groups.iter().any(|t| t == tg))
-        {
-            return Ok(s);
-        }
+            .ok_or_else(|| {
+                format!("target group {tg} maps to no service in AUTOPILOT_REMEDIATE_SERVICES")
+            });
     }
     let lb = m
         .dimension("LoadBalancer")
@@ -195,11 +213,6 @@ fn service_of<'a>(config: &'a Config, m: &Metric) -> Result<&'a ServiceBounds, S
                 many.iter().map(|s| s.key()).collect::<Vec<_>>().join(", ")
             )),
         };
-    }
-    if let Some(tg) = m.dimension("TargetGroup") {
-        return Err(format!(
-            "target group {tg} maps to no service in AUTOPILOT_REMEDIATE_SERVICES"
-        ));
     }
     Err("the alarm's dimensions name no ECS service, target group or load balancer".into())
 }
@@ -339,10 +352,57 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_unmapped_target_group_never_falls_back_to_its_load_balancer() {
+        let c = config();
+        let dims = [
+            ("TargetGroup", "targetgroup/other/1"),
+            ("LoadBalancer", "app/web-alb/0123456789abcdef"),
+        ];
+        let err = target(
+            &c,
+            Runbook::Restart,
+            &alarm("AWS/ApplicationELB", "UnHealthyHostCount", &dims, HIGH),
+        )
+        .unwrap_err();
+        assert!(err.contains("targetgroup/other/1"), "{err}");
+    }
+
+    #[test]
+    fn a_tag_or_rule_cannot_aim_a_runbook_at_a_metric_it_does_not_fit() {
+        let c = config();
+        let db = [("DBInstanceIdentifier", "orders-db")];
+        assert!(target(
+            &c,
+            Runbook::GrowStorage,
+            &alarm("AWS/RDS", "CPUUtilization", &db, HIGH)
+        )
+        .unwrap_err()
+        .contains("grow-storage fits only"));
+        let low = alarm("AWS/ECS", "CPUUtilization", ECS, "LessThanThreshold");
+        assert!(target(&c, Runbook::ScaleOut, &low)
+            .unwrap_err()
+            .contains("scale-out fits"));
+    }
+
+    #[test]
     fn targets_come_from_dimensions_and_only_configured_resources() {
         let c = config();
         let t = |ns, m, dims: &[(&str, &str)], r| {
-            target(&c, r, &alarm(ns, m, dims, HIGH)).map(|t| t.key())
+            target(
+                &c,
+                r,
+                &alarm(
+                    ns,
+                    m,
+                    dims,
+                    if m == "FreeStorageSpace" {
+                        "LessThanThreshold"
+                    } else {
+                        HIGH
+                    },
+                ),
+            )
+            .map(|t| t.key())
         };
         assert_eq!(
             t("AWS/ECS", "CPUUtilization", ECS, Runbook::ScaleOut),
