@@ -174,7 +174,10 @@ fn every_alarm_sample_parses_in_every_delivery_form() {
             Delivery::Sns => "sns",
             Delivery::Direct => "direct",
         };
-        assert!(name.contains(&format!(".{form}.")), "{name} parsed as {form}");
+        assert!(
+            name.contains(&format!(".{form}.")),
+            "{name} parsed as {form}"
+        );
         forms.insert(form);
     }
     assert_eq!(forms.len(), 3, "all three delivery forms have samples");
