@@ -77,6 +77,30 @@ impl World {
             .await
     }
 
+    async fn memory_alarm(&self) -> String {
+        self.stack
+            .alarm(AlarmSpec::ecs(
+                "web-memory-high",
+                "MemoryUtilization",
+                85.0,
+                &self.cluster,
+                &self.service,
+            ))
+            .await
+    }
+
+    /// Moves `alarm` to `state` and delivers that transition in `form`.
+    async fn fire(
+        &self,
+        r: &Remediator,
+        alarm: &str,
+        state: &str,
+        form: Form,
+    ) -> Result<Report, Failure> {
+        self.stack.set_alarm(alarm, state).await;
+        invoke(r, self.stack.alarm_event(form, alarm, state).await).await
+    }
+
     async fn desired(&self) -> i32 {
         self.stack
             .describe_service(&self.cluster, &self.service)
@@ -107,16 +131,10 @@ async fn cpu_high_scales_out_ok_resolves_and_the_sweep_scales_back_in_after_the_
     let w = World::new("cpu_scale").await;
     let r = w.remediator();
     let alarm = w.cpu_alarm().await;
-    w.stack.set_alarm(&alarm, "ALARM").await;
-
-    let report = invoke(
-        &r,
-        w.stack
-            .alarm_event(Form::EventBridge, &alarm, "ALARM")
-            .await,
-    )
-    .await
-    .unwrap();
+    let report = w
+        .fire(&r, &alarm, "ALARM", Form::EventBridge)
+        .await
+        .unwrap();
     let o = only(&report);
     assert_eq!(o.action, "act", "{o:?}");
     assert_eq!(o.detail("before"), Some("desired count 2"));
@@ -132,13 +150,7 @@ async fn cpu_high_scales_out_ok_resolves_and_the_sweep_scales_back_in_after_the_
     let key = pages[0].dedup_key().to_string();
 
     // OK inside the cooldown: the page resolves, the count stays until the cooldown ends.
-    w.stack.set_alarm(&alarm, "OK").await;
-    let report = invoke(
-        &r,
-        w.stack.alarm_event(Form::EventBridge, &alarm, "OK").await,
-    )
-    .await
-    .unwrap();
+    let report = w.fire(&r, &alarm, "OK", Form::EventBridge).await.unwrap();
     assert_eq!(only(&report).action, "resolve");
     assert!(only(&report).reason.contains("cooldown"), "{report:?}");
     assert_eq!(w.desired().await, 4);
@@ -200,10 +212,7 @@ async fn the_three_deliveries_of_one_transition_act_once() {
     let w = World::new("deliveries").await;
     let r = w.remediator();
     let alarm = w.cpu_alarm().await;
-    w.stack.set_alarm(&alarm, "ALARM").await;
-    let sns = invoke(&r, w.stack.alarm_event(Form::Sns, &alarm, "ALARM").await)
-        .await
-        .unwrap();
+    let sns = w.fire(&r, &alarm, "ALARM", Form::Sns).await.unwrap();
     assert_eq!(only(&sns).action, "act");
     assert_eq!(only(&sns).detail("delivery"), Some("sns"));
     for form in [Form::Direct, Form::EventBridge, Form::Sns] {
@@ -223,16 +232,7 @@ async fn two_alarms_on_one_service_at_once_take_exactly_one_action() {
     let w = World::new("concurrent").await;
     let r = w.remediator();
     let cpu = w.cpu_alarm().await;
-    let memory = w
-        .stack
-        .alarm(AlarmSpec::ecs(
-            "web-memory-high",
-            "MemoryUtilization",
-            85.0,
-            &w.cluster,
-            &w.service,
-        ))
-        .await;
+    let memory = w.memory_alarm().await;
     w.stack.set_alarm(&cpu, "ALARM").await;
     w.stack.set_alarm(&memory, "ALARM").await;
     let (a, b) = (
@@ -318,15 +318,10 @@ async fn a_flapping_alarm_stops_automatic_action() {
     }
     assert_eq!(only(last.as_ref().unwrap()).action, "resolve");
     w.stack.pages().await;
-    w.stack.set_alarm(&alarm, "ALARM").await;
-    let report = invoke(
-        &r,
-        w.stack
-            .alarm_event(Form::EventBridge, &alarm, "ALARM")
-            .await,
-    )
-    .await
-    .unwrap();
+    let report = w
+        .fire(&r, &alarm, "ALARM", Form::EventBridge)
+        .await
+        .unwrap();
     assert_eq!(only(&report).action, "refuse");
     assert!(only(&report).reason.starts_with("flapping"), "{report:?}");
     let pages = w.stack.pages().await;
@@ -351,15 +346,10 @@ async fn no_scaling_while_a_deployment_is_in_flight() {
         .await
         .unwrap();
     let alarm = w.cpu_alarm().await;
-    w.stack.set_alarm(&alarm, "ALARM").await;
-    let report = invoke(
-        &r,
-        w.stack
-            .alarm_event(Form::EventBridge, &alarm, "ALARM")
-            .await,
-    )
-    .await
-    .unwrap();
+    let report = w
+        .fire(&r, &alarm, "ALARM", Form::EventBridge)
+        .await
+        .unwrap();
     assert_eq!(only(&report).action, "refuse");
     assert!(
         only(&report).reason.contains("is in progress"),
@@ -412,10 +402,7 @@ async fn dry_run_pages_would_and_changes_nothing() {
     let w = World::new("dry_run").await;
     let r = w.remediator_with(&[(autopilot_shared::config::DRY_RUN, "true".into())]);
     let alarm = w.cpu_alarm().await;
-    w.stack.set_alarm(&alarm, "ALARM").await;
-    let report = invoke(&r, w.stack.alarm_event(Form::Direct, &alarm, "ALARM").await)
-        .await
-        .unwrap();
+    let report = w.fire(&r, &alarm, "ALARM", Form::Direct).await.unwrap();
     assert!(report.dry_run);
     assert_eq!(only(&report).action, "act");
     assert_eq!(w.desired().await, 2);
@@ -573,15 +560,10 @@ async fn unhealthy_hosts_restart_the_mapped_service() {
             tags: vec![],
         })
         .await;
-    w.stack.set_alarm(&alarm, "ALARM").await;
-    let report = invoke(
-        &r,
-        w.stack
-            .alarm_event(Form::EventBridge, &alarm, "ALARM")
-            .await,
-    )
-    .await
-    .unwrap();
+    let report = w
+        .fire(&r, &alarm, "ALARM", Form::EventBridge)
+        .await
+        .unwrap();
     assert_eq!(only(&report).action, "act", "{report:?}");
     let after = w.stack.describe_service(&w.cluster, &w.service).await;
     assert_ne!(
@@ -671,15 +653,10 @@ async fn five_xx_after_autopilots_deploy_rolls_back_even_while_it_rolls_out() {
     let r = w.remediator();
     let (new, _) = deploy_like_autopilot(&w).await;
     let alarm = five_xx_alarm(&w).await;
-    w.stack.set_alarm(&alarm, "ALARM").await;
-    let report = invoke(
-        &r,
-        w.stack
-            .alarm_event(Form::EventBridge, &alarm, "ALARM")
-            .await,
-    )
-    .await
-    .unwrap();
+    let report = w
+        .fire(&r, &alarm, "ALARM", Form::EventBridge)
+        .await
+        .unwrap();
     let o = only(&report);
     assert_eq!(o.action, "act", "{o:?}");
     assert_eq!(
@@ -702,15 +679,10 @@ async fn five_xx_without_a_recent_autopilot_deploy_pages_only() {
     let w = World::new("no_rollback").await;
     let r = w.remediator();
     let alarm = five_xx_alarm(&w).await;
-    w.stack.set_alarm(&alarm, "ALARM").await;
-    let report = invoke(
-        &r,
-        w.stack
-            .alarm_event(Form::EventBridge, &alarm, "ALARM")
-            .await,
-    )
-    .await
-    .unwrap();
+    let report = w
+        .fire(&r, &alarm, "ALARM", Form::EventBridge)
+        .await
+        .unwrap();
     assert_eq!(only(&report).action, "page");
     assert!(
         only(&report).reason.contains("not deployed by autopilot"),
@@ -747,15 +719,10 @@ async fn with_an_auto_scaling_target_the_minimum_is_raised_and_restored() {
             .min_capacity()
     };
     let alarm = w.cpu_alarm().await;
-    w.stack.set_alarm(&alarm, "ALARM").await;
-    let report = invoke(
-        &r,
-        w.stack
-            .alarm_event(Form::EventBridge, &alarm, "ALARM")
-            .await,
-    )
-    .await
-    .unwrap();
+    let report = w
+        .fire(&r, &alarm, "ALARM", Form::EventBridge)
+        .await
+        .unwrap();
     assert_eq!(
         only(&report).detail("after"),
         Some("auto scaling minimum 4 (maximum 6)"),
@@ -1026,16 +993,7 @@ async fn no_scale_in_while_an_alarm_refused_in_the_cooldown_still_fires() {
     let w = World::new("scale_in_waits").await;
     let r = w.remediator();
     let cpu = w.cpu_alarm().await;
-    let memory = w
-        .stack
-        .alarm(AlarmSpec::ecs(
-            "web-memory-high",
-            "MemoryUtilization",
-            85.0,
-            &w.cluster,
-            &w.service,
-        ))
-        .await;
+    let memory = w.memory_alarm().await;
     w.stack.set_alarm(&cpu, "ALARM").await;
     invoke(
         &r,
@@ -1043,15 +1001,10 @@ async fn no_scale_in_while_an_alarm_refused_in_the_cooldown_still_fires() {
     )
     .await
     .unwrap();
-    w.stack.set_alarm(&memory, "ALARM").await;
-    let refused = invoke(
-        &r,
-        w.stack
-            .alarm_event(Form::EventBridge, &memory, "ALARM")
-            .await,
-    )
-    .await
-    .unwrap();
+    let refused = w
+        .fire(&r, &memory, "ALARM", Form::EventBridge)
+        .await
+        .unwrap();
     assert_eq!(only(&refused).action, "refuse");
     w.stack.set_alarm(&cpu, "OK").await;
     invoke(&r, w.stack.alarm_event(Form::EventBridge, &cpu, "OK").await)
@@ -1079,4 +1032,43 @@ async fn no_scale_in_while_an_alarm_refused_in_the_cooldown_still_fires() {
         .unwrap();
     assert_eq!(o.action, "scale-in", "{o:?}");
     assert_eq!(w.desired().await, 2);
+}
+
+/// The calls one scale-out makes, in order, pinned so they never grow unnoticed.
+#[tokio::test]
+async fn a_scale_out_makes_exactly_these_aws_calls() {
+    let w = World::new("calls").await;
+    let r = w.remediator();
+    let alarm = w.cpu_alarm().await;
+    w.stack.set_alarm(&alarm, "ALARM").await;
+    let event = w
+        .stack
+        .alarm_event(Form::EventBridge, &alarm, "ALARM")
+        .await;
+    let before = w.stack.calls().len();
+    invoke(&r, event).await.unwrap();
+    let calls = w.stack.calls()[before..].to_vec();
+    eprintln!("scale-out calls: {calls:?}");
+    assert_eq!(
+        calls,
+        [
+            "DescribeAlarms",
+            "ListTagsForResource",
+            "GetItem",
+            "PutItem",
+            "GetItem",
+            "DescribeServices",
+            "DescribeScalableTargets",
+            "PutItem",
+            "UpdateService",
+            "GetItem",
+            "PutItem",
+            "PutItem",
+            "GetMetricData",
+            "PutItem",
+            "Publish",
+            "GetItem",
+            "PutItem",
+        ]
+    );
 }

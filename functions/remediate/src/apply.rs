@@ -3,6 +3,7 @@
 
 use crate::action::Action;
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
+use aws_sdk_ecs::operation::update_service::builders::UpdateServiceFluentBuilder;
 use aws_sdk_sns::error::DisplayErrorContext;
 
 #[derive(Debug, Clone)]
@@ -14,34 +15,22 @@ pub struct Clients {
 
 /// Carries `action` out; the error is the AWS call and its message, for the page.
 pub async fn act(c: &Clients, action: &Action) -> Result<(), String> {
-    fn fail<'a, E: std::error::Error>(
-        operation: &'a str,
-        resource: &'a str,
-    ) -> impl FnOnce(E) -> String + 'a {
-        move |e| {
-            format!(
-                "{operation} on {resource} failed: {}",
-                DisplayErrorContext(e)
-            )
-        }
-    }
     match action {
         Action::SetDesiredCount {
             cluster,
             service,
             to,
             ..
-        } => {
-            let name = format!("{cluster}/{service}");
-            c.ecs
-                .update_service()
-                .cluster(cluster)
-                .service(service)
-                .desired_count(*to)
-                .send()
-                .await
-                .map_err(fail("UpdateService", &name))?;
+        } => update_service(c, cluster, service, |r| r.desired_count(*to)).await,
+        Action::ForceDeployment { cluster, service } => {
+            update_service(c, cluster, service, |r| r.force_new_deployment(true)).await
         }
+        Action::Rollback {
+            cluster,
+            service,
+            to,
+            ..
+        } => update_service(c, cluster, service, |r| r.task_definition(to)).await,
         Action::SetMinCapacity {
             cluster,
             service,
@@ -59,47 +48,47 @@ pub async fn act(c: &Clients, action: &Action) -> Result<(), String> {
                 .min_capacity(*to)
                 .send()
                 .await
-                .map_err(fail("RegisterScalableTarget", &id))?;
-        }
-        Action::ForceDeployment { cluster, service } => {
-            let name = format!("{cluster}/{service}");
-            c.ecs
-                .update_service()
-                .cluster(cluster)
-                .service(service)
-                .force_new_deployment(true)
-                .send()
-                .await
-                .map_err(fail("UpdateService", &name))?;
-        }
-        Action::Rollback {
-            cluster,
-            service,
-            to,
-            ..
-        } => {
-            let name = format!("{cluster}/{service}");
-            c.ecs
-                .update_service()
-                .cluster(cluster)
-                .service(service)
-                .task_definition(to)
-                .send()
-                .await
-                .map_err(fail("UpdateService", &name))?;
+                .map(|_| ())
+                .map_err(fail("RegisterScalableTarget", &id))
         }
         Action::GrowStorage {
             instance, to_gib, ..
-        } => {
-            c.rds
-                .modify_db_instance()
-                .db_instance_identifier(instance)
-                .allocated_storage(*to_gib)
-                .apply_immediately(true)
-                .send()
-                .await
-                .map_err(fail("ModifyDBInstance", instance))?;
-        }
+        } => c
+            .rds
+            .modify_db_instance()
+            .db_instance_identifier(instance)
+            .allocated_storage(*to_gib)
+            .apply_immediately(true)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(fail("ModifyDBInstance", instance)),
     }
-    Ok(())
+}
+
+/// One UpdateService call on `cluster/service`, with what `set` adds to it.
+async fn update_service(
+    c: &Clients,
+    cluster: &str,
+    service: &str,
+    set: impl FnOnce(UpdateServiceFluentBuilder) -> UpdateServiceFluentBuilder,
+) -> Result<(), String> {
+    let name = format!("{cluster}/{service}");
+    set(c.ecs.update_service().cluster(cluster).service(service))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(fail("UpdateService", &name))
+}
+
+fn fail<'a, E: std::error::Error>(
+    operation: &'a str,
+    resource: &'a str,
+) -> impl FnOnce(E) -> String + 'a {
+    move |e| {
+        format!(
+            "{operation} on {resource} failed: {}",
+            DisplayErrorContext(e)
+        )
+    }
 }

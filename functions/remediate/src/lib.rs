@@ -467,6 +467,32 @@ impl Remediator {
         Ok(self.pager.send(page).await?)
     }
 
+    /// Reads the resource's guard, lets `change` edit it (returning whether it
+    /// did), and writes it back conditioned on the version read, again until it
+    /// wins. Returns whether the service is scaled out afterwards, if it changed.
+    async fn update_guard(
+        &self,
+        subject: &str,
+        change: impl Fn(&mut Guard) -> bool,
+    ) -> Result<Option<bool>, RemediateError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let mut current: Versioned<Guard> = self.store.get(guard_key(subject)).await?;
+            if !change(&mut current.value) {
+                return Ok(None);
+            }
+            if self
+                .store
+                .put(guard_key(subject), &current.value, current.version)
+                .await?
+            {
+                return Ok(Some(current.value.scaled.is_some()));
+            }
+        }
+        Err(RemediateError::Busy(format!(
+            "{subject}: its guardrail item kept changing"
+        )))
+    }
+
     /// Records how a claimed action ended, and whether the service is scaled out.
     async fn settle(
         &self,
@@ -476,52 +502,37 @@ impl Remediator {
         result: &Result<(), String>,
         now: DateTime<Utc>,
     ) -> Result<(), RemediateError> {
-        for _ in 0..WRITE_ATTEMPTS {
-            let current: Versioned<Guard> = self.store.get(guard_key(subject)).await?;
-            let next = plan::settle(&current.value, alarm, action, result, now.timestamp());
-            if self
-                .store
-                .put(guard_key(subject), &next, current.version)
-                .await?
-            {
-                let was = current.value.scaled.is_some();
-                let is = next.scaled.is_some();
-                if was != is {
-                    self.store.set_pending(subject, is).await?;
-                } else if is {
-                    // Idempotent: makes sure a resumed scale-out is on the sweep's list.
-                    self.store.set_pending(subject, true).await?;
-                }
-                return Ok(());
-            }
+        let settled = self
+            .update_guard(subject, |g| {
+                *g = plan::settle(g, alarm, action, result, now.timestamp());
+                true
+            })
+            .await?;
+        // Idempotent either way: a resumed scale-out is on the sweep's list, a
+        // scale-in back to the baseline is not.
+        let scaling = matches!(
+            action,
+            Action::SetDesiredCount { .. } | Action::SetMinCapacity { .. }
+        );
+        match settled {
+            Some(true) => self.store.set_pending(subject, true).await?,
+            Some(false) if scaling => self.store.set_pending(subject, false).await?,
+            _ => {}
         }
-        Err(RemediateError::Busy(format!(
-            "{subject}: its guardrail item kept changing"
-        )))
+        Ok(())
     }
 
     /// Adds `alarm` to the alarms a scaled-out service waits on before scaling in.
     async fn watch(&self, subject: &str, alarm: &str) -> Result<(), RemediateError> {
-        for _ in 0..WRITE_ATTEMPTS {
-            let mut current: Versioned<Guard> = self.store.get(guard_key(subject)).await?;
-            let Some(scaled) = current.value.scaled.as_mut() else {
-                return Ok(());
-            };
-            if scaled.alarms.iter().any(|a| a == alarm) {
-                return Ok(());
+        self.update_guard(subject, |g| match g.scaled.as_mut() {
+            Some(s) if !s.alarms.iter().any(|a| a == alarm) => {
+                s.alarms.push(alarm.to_string());
+                true
             }
-            scaled.alarms.push(alarm.to_string());
-            if self
-                .store
-                .put(guard_key(subject), &current.value, current.version)
-                .await?
-            {
-                return Ok(());
-            }
-        }
-        Err(RemediateError::Busy(format!(
-            "{subject}: its guardrail item kept changing"
-        )))
+            _ => false,
+        })
+        .await?;
+        Ok(())
     }
 
     /// Pages that an alarm could not be handled because its resource could not be read.
@@ -558,20 +569,11 @@ impl Remediator {
 
     /// Forgets a scale-out that is over or was taken over by someone else.
     async fn release(&self, subject: &str, why: &str) -> Result<(), RemediateError> {
-        for _ in 0..WRITE_ATTEMPTS {
-            let mut current: Versioned<Guard> = self.store.get(guard_key(subject)).await?;
-            if current.value.scaled.is_none() {
-                break;
-            }
-            current.value.scaled = None;
-            if self
-                .store
-                .put(guard_key(subject), &current.value, current.version)
-                .await?
-            {
-                tracing::info!(resource = %subject, reason = %why, "scale-in released");
-                break;
-            }
+        let released = self
+            .update_guard(subject, |g| g.scaled.take().is_some())
+            .await?;
+        if released.is_some() {
+            tracing::info!(resource = %subject, reason = %why, "scale-in released");
         }
         self.store.set_pending(subject, false).await?;
         Ok(())
