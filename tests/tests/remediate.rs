@@ -98,6 +98,17 @@ impl World {
         form: Form,
     ) -> Result<Report, Failure> {
         self.stack.set_alarm(alarm, state).await;
+        self.deliver(r, alarm, state, form).await
+    }
+
+    /// Delivers `alarm`'s current transition, as CloudWatch would in `form`.
+    async fn deliver(
+        &self,
+        r: &Remediator,
+        alarm: &str,
+        state: &str,
+        form: Form,
+    ) -> Result<Report, Failure> {
         invoke(r, self.stack.alarm_event(form, alarm, state).await).await
     }
 
@@ -377,14 +388,10 @@ async fn scaling_never_passes_the_bounds() {
         w.stack.set_alarm(&alarm, "OK").await;
         w.stack.set_alarm(&alarm, "ALARM").await;
         w.stack.end_cooldown(&w.table, &w.resource()).await;
-        let report = invoke(
-            &r,
-            w.stack
-                .alarm_event(Form::EventBridge, &alarm, "ALARM")
-                .await,
-        )
-        .await
-        .unwrap();
+        let report = w
+            .deliver(&r, &alarm, "ALARM", Form::EventBridge)
+            .await
+            .unwrap();
         seen.push((
             only(&report).action.clone(),
             only(&report).reason.clone(),
@@ -502,14 +509,10 @@ async fn a_failed_action_pages_critical_with_the_error() {
     w.stack.set_alarm(&alarm, "ALARM").await;
     w.stack
         .fail_next("UpdateService", 1, "AccessDeniedException");
-    let report = invoke(
-        &r,
-        w.stack
-            .alarm_event(Form::EventBridge, &alarm, "ALARM")
-            .await,
-    )
-    .await
-    .unwrap();
+    let report = w
+        .deliver(&r, &alarm, "ALARM", Form::EventBridge)
+        .await
+        .unwrap();
     assert_eq!(only(&report).action, "failed");
     let pages = w.stack.pages().await;
     assert_eq!(pages[0].severity, "critical");
@@ -736,12 +739,10 @@ async fn with_an_auto_scaling_target_the_minimum_is_raised_and_restored() {
     );
     w.stack.set_alarm(&alarm, "OK").await;
     w.stack.end_cooldown(&w.table, &w.resource()).await;
-    let report = invoke(
-        &r,
-        w.stack.alarm_event(Form::EventBridge, &alarm, "OK").await,
-    )
-    .await
-    .unwrap();
+    let report = w
+        .deliver(&r, &alarm, "OK", Form::EventBridge)
+        .await
+        .unwrap();
     assert_eq!(
         only(&report).detail("after"),
         Some("auto scaling minimum 2 (maximum 6)"),
@@ -959,14 +960,10 @@ async fn an_unreadable_service_still_pages_and_the_invocation_is_retried() {
     w.stack.set_alarm(&alarm, "ALARM").await;
     w.stack
         .fail_next("DescribeServices", 1, "AccessDeniedException");
-    let err = invoke(
-        &r,
-        w.stack
-            .alarm_event(Form::EventBridge, &alarm, "ALARM")
-            .await,
-    )
-    .await
-    .unwrap_err();
+    let err = w
+        .deliver(&r, &alarm, "ALARM", Form::EventBridge)
+        .await
+        .unwrap_err();
     assert_eq!(err.code, "autopilot.AwsCallFailed", "{err:?}");
     let pages = w.stack.pages().await;
     assert_eq!(pages.len(), 1);
@@ -976,14 +973,10 @@ async fn an_unreadable_service_still_pages_and_the_invocation_is_retried() {
         "{why}"
     );
     // The retry acts.
-    let report = invoke(
-        &r,
-        w.stack
-            .alarm_event(Form::EventBridge, &alarm, "ALARM")
-            .await,
-    )
-    .await
-    .unwrap();
+    let report = w
+        .deliver(&r, &alarm, "ALARM", Form::EventBridge)
+        .await
+        .unwrap();
     assert_eq!(only(&report).action, "act");
     assert_eq!(w.desired().await, 4);
 }
@@ -995,21 +988,16 @@ async fn no_scale_in_while_an_alarm_refused_in_the_cooldown_still_fires() {
     let cpu = w.cpu_alarm().await;
     let memory = w.memory_alarm().await;
     w.stack.set_alarm(&cpu, "ALARM").await;
-    invoke(
-        &r,
-        w.stack.alarm_event(Form::EventBridge, &cpu, "ALARM").await,
-    )
-    .await
-    .unwrap();
+    w.deliver(&r, &cpu, "ALARM", Form::EventBridge)
+        .await
+        .unwrap();
     let refused = w
         .fire(&r, &memory, "ALARM", Form::EventBridge)
         .await
         .unwrap();
     assert_eq!(only(&refused).action, "refuse");
     w.stack.set_alarm(&cpu, "OK").await;
-    invoke(&r, w.stack.alarm_event(Form::EventBridge, &cpu, "OK").await)
-        .await
-        .unwrap();
+    w.deliver(&r, &cpu, "OK", Form::EventBridge).await.unwrap();
     w.stack.end_cooldown(&w.table, &w.resource()).await;
     let sweep =
         template::scheduled_event("RemediateFunction", "ScaleInSweep", "2026-11-24T03:20:00Z");
