@@ -8,6 +8,8 @@ pub mod events;
 pub mod invocation;
 pub mod logging;
 pub mod pager;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod record;
 
 pub use config::{Common, ConfigError};

@@ -7,10 +7,7 @@
 
 use crate::secret::DbSecret;
 use crate::sql::{quote_ident, quote_literal};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
-use rustls::{ClientConfig, RootCertStore};
-use std::sync::Arc;
+pub use autopilot_shared::postgres::Tls;
 use std::time::Duration;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
@@ -46,54 +43,6 @@ fn db_error(action: &str, host: &str, e: &tokio_postgres::Error) -> DbError {
         action: action.to_string(),
         host: host.to_string(),
         message,
-    }
-}
-
-/// Trust roots for database TLS, loaded once per cold start.
-#[derive(Clone)]
-pub struct Tls {
-    config: Arc<ClientConfig>,
-}
-
-impl std::fmt::Debug for Tls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Tls")
-    }
-}
-
-impl Tls {
-    /// The CA bundle at `path` (for RDS: the global bundle), or the system trust store.
-    pub fn load(path: Option<&str>) -> Result<Self, String> {
-        let mut roots = RootCertStore::empty();
-        match path {
-            Some(path) => {
-                let certs = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("CA bundle {path}: {e}"))?;
-                for cert in certs {
-                    let cert = cert.map_err(|e| format!("CA bundle {path}: {e}"))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("CA bundle {path}: {e}"))?;
-                }
-                if roots.is_empty() {
-                    return Err(format!("CA bundle {path} holds no certificate"));
-                }
-            }
-            None => {
-                for cert in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(cert);
-                }
-            }
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS configuration: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Self {
-            config: Arc::new(config),
-        })
     }
 }
 
@@ -136,7 +85,7 @@ pub async fn connect(
     } else {
         // Require: no fallback to plaintext. rustls verifies the chain and the host name.
         config.ssl_mode(SslMode::Require);
-        let make = tokio_postgres_rustls::MakeRustlsConnect::new((*tls.config).clone());
+        let make = tls.connector();
         let (client, connection) = config
             .connect(make)
             .await
