@@ -3,6 +3,7 @@
 //! A function's own configuration, event details and logic live in its crate.
 
 pub mod aws;
+pub mod backup;
 pub mod config;
 pub mod events;
 pub mod invocation;

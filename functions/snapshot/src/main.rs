@@ -1,0 +1,20 @@
+//! The snapshot Lambda: logging, configuration, clients, then the runtime loop.
+
+use autopilot_shared::{aws, logging};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use snapshot::config::Config;
+use snapshot::Snapshotter;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    logging::init();
+    let config =
+        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let snapshotter = Snapshotter::new(&aws::sdk_config().await, config)?;
+    let snapshotter = &snapshotter;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        snapshotter.handle(event).await
+    }))
+    .await
+}
