@@ -67,6 +67,21 @@ pub fn is_ours<'a>(id: &str, tags: impl IntoIterator<Item = (&'a str, &'a str)>)
             .any(|(k, v)| k == tag::CREATED_BY && (v == BY_SNAPSHOT || v == BY_DEPLOY))
 }
 
+/// RDS instance and cluster identifiers: 1–63 letters, digits and hyphens,
+/// starting with a letter, no `--`, no trailing `-`.
+pub fn check_db_identifier(id: &str) -> Result<(), String> {
+    crate::config::check_name(id, INSTANCE_ID_LIMIT, |c| {
+        c.is_ascii_alphanumeric() || c == '-'
+    })?;
+    if !id.starts_with(|c: char| c.is_ascii_alphabetic()) || id.contains("--") || id.ends_with('-')
+    {
+        return Err(format!(
+            "`{id}` is not an RDS identifier: it must start with a letter and have no `--` and no trailing `-`"
+        ));
+    }
+    Ok(())
+}
+
 /// Lower case, `[a-z0-9-]` only, no `--`, no leading or trailing `-`: what RDS
 /// accepts in an identifier (after the leading letter the prefix supplies).
 pub fn sanitise(text: &str) -> String {

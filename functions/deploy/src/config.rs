@@ -100,6 +100,10 @@ pub struct ServiceTarget {
     /// Let the circuit breaker roll a failed deployment back.
     #[serde(default = "yes")]
     pub rollback: bool,
+    /// An RDS instance to snapshot before deploying (e.g. before migrations):
+    /// the service is updated only once the snapshot is available.
+    #[serde(default)]
+    pub snapshot: Option<String>,
 }
 
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -180,6 +184,10 @@ fn parse_services(raw: &str) -> Result<Vec<ServiceTarget>, ConfigError> {
                     format!("container `{c}` is listed twice"),
                 ));
             }
+        }
+        if let Some(db) = &t.snapshot {
+            autopilot_shared::backup::check_db_identifier(db)
+                .map_err(|m| ConfigError::new(at("snapshot"), m))?;
         }
         if t.tags.is_empty() {
             return Err(ConfigError::new(

@@ -17,6 +17,7 @@ pub mod error;
 pub mod image;
 pub mod observe;
 pub mod plan;
+pub mod snapshot;
 pub mod taskdef;
 
 use crate::apply::{collect, Apply};
@@ -35,6 +36,20 @@ use serde_json::Value;
 
 pub use error::DeployError;
 
+/// RDS snapshot events: deploy takes the creation of its own pre-deploy snapshots.
+pub const RDS_SNAPSHOT_EVENT: (&str, &str) = ("aws.rds", "RDS DB Snapshot Event");
+
+/// The part of an RDS snapshot event deploy reads.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RdsSnapshotDetail {
+    source_identifier: String,
+    #[serde(default, rename = "EventID")]
+    event_id: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
 /// The name pages and logs carry.
 pub const FUNCTION: &str = "autopilot-deploy";
 
@@ -43,6 +58,7 @@ pub const FUNCTION: &str = "autopilot-deploy";
 pub struct Deployer {
     ecs: aws_sdk_ecs::Client,
     ecr: aws_sdk_ecr::Client,
+    rds: aws_sdk_rds::Client,
     pager: Pager,
     config: Config,
 }
@@ -53,6 +69,7 @@ impl Deployer {
         Self {
             ecs: aws_sdk_ecs::Client::new(&sdk),
             ecr: aws_sdk_ecr::Client::new(&sdk),
+            rds: aws_sdk_rds::Client::new(&sdk),
             pager: Pager::for_function(&sdk, &config.common, FUNCTION),
             config,
         }
@@ -73,12 +90,14 @@ impl Deployer {
             self.on_deployment(&envelope).await?
         } else if events::is(&envelope, SCHEDULED_TASK) {
             self.on_schedule(&envelope).await?
+        } else if events::is(&envelope, RDS_SNAPSHOT_EVENT) {
+            self.on_snapshot(&envelope).await?
         } else {
             return Err(EventError::Unsupported {
                 event_source: envelope.source.clone(),
                 detail_type: envelope.detail_type.clone(),
                 expected: format!(
-                    "ECR Image Action, ECS Deployment State Change and the `{}` scheduled task",
+                    "ECR Image Action, ECS Deployment State Change, RDS DB Snapshot Event (pre-deploy snapshots) and the `{}` scheduled task",
                     sweep::TASK
                 ),
             }
@@ -111,24 +130,173 @@ impl Deployer {
                 )])
             }
         };
+        self.deploy(push, targets).await
+    }
+
+    /// The push path for `targets`: the pre-deploy snapshot gate, then observe, plan, apply.
+    async fn deploy(
+        &self,
+        push: push::Push,
+        targets: Vec<&ServiceTarget>,
+    ) -> Result<Vec<Outcome>, DeployError> {
+        let (targets, mut outcomes) = self.snapshot_gate(&push, targets).await?;
+        if targets.is_empty() {
+            return Ok(outcomes);
+        }
         let concurrency = self.config.concurrency;
         let observed = observe::push(&self.ecs, &self.ecr, &push, &targets, concurrency).await?;
         let Some(times) = observed.times else {
-            return Ok(vec![Outcome::new(
+            outcomes.push(Outcome::new(
                 &push.repository,
                 "ignore",
                 format!(
                     "image {} is no longer in repository {}",
                     push.digest, push.repository
                 ),
-            )]);
+            ));
+            return Ok(outcomes);
         };
         let decisions = observed
             .services
             .iter()
             .map(|(target, obs)| (*target, push::plan_service(&push, target, obs, &times)))
             .collect();
-        self.apply().push(&push, decisions, concurrency).await
+        outcomes.extend(self.apply().push(&push, decisions, concurrency).await?);
+        Ok(outcomes)
+    }
+
+    /// Holds back the services that ask for a snapshot first until it is
+    /// available: takes it, waits for it, or pages that it failed. Returns the
+    /// services that may be deployed now, and what was done for the others.
+    async fn snapshot_gate<'c>(
+        &self,
+        push: &push::Push,
+        targets: Vec<&'c ServiceTarget>,
+    ) -> Result<(Vec<&'c ServiceTarget>, Vec<Outcome>), DeployError> {
+        let mut open = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut by_db: Vec<(&str, Vec<&'c ServiceTarget>)> = Vec::new();
+        for t in targets {
+            match t.snapshot.as_deref() {
+                None => open.push(t),
+                Some(db) => match by_db.iter_mut().find(|(d, _)| *d == db) {
+                    Some((_, list)) => list.push(t),
+                    None => by_db.push((db, vec![t])),
+                },
+            }
+        }
+        for (db, waiting) in by_db {
+            let id = snapshot::snapshot_id(push, db, chrono::Utc::now());
+            let services: Vec<String> = waiting.iter().map(|t| t.service_key()).collect();
+            let found = snapshot::observe(&self.rds, &id).await?;
+            let gate = match snapshot::gate(db, &id, found.as_ref()) {
+                // Dry-run takes no snapshot, so it plans the deploy as if it were there.
+                _ if self.config.common.dry_run => {
+                    outcomes.extend(services.iter().map(|s| {
+                        Outcome::new(
+                            s,
+                            "would-snapshot",
+                            format!("snapshot {id} of {db} before deploying"),
+                        )
+                    }));
+                    open.extend(waiting);
+                    continue;
+                }
+                snapshot::Gate::Create { db, id } => {
+                    match snapshot::create(&self.rds, push, &db, &id).await {
+                        Ok(()) => snapshot::Gate::Wait(format!(
+                            "took snapshot {id} of {db}; the deploy continues when it is available"
+                        )),
+                        Err(e) => {
+                            self.pager
+                                .send(&snapshot::blocked_page(
+                                    push,
+                                    &services,
+                                    &db,
+                                    &id,
+                                    &e.to_string(),
+                                ))
+                                .await?;
+                            return Err(e.into());
+                        }
+                    }
+                }
+                gate => gate,
+            };
+            match gate {
+                snapshot::Gate::Open => open.extend(waiting),
+                snapshot::Gate::Wait(reason) => outcomes.extend(
+                    services
+                        .iter()
+                        .map(|s| Outcome::new(s, "wait", reason.clone()).with("snapshot", &id)),
+                ),
+                snapshot::Gate::Blocked(reason) => {
+                    self.pager
+                        .send(&snapshot::blocked_page(push, &services, db, &id, &reason))
+                        .await?;
+                    outcomes.extend(
+                        services.iter().map(|s| {
+                            Outcome::new(s, "refuse", reason.clone()).with("snapshot", &id)
+                        }),
+                    );
+                }
+                snapshot::Gate::Create { .. } => {}
+            }
+        }
+        Ok((open, outcomes))
+    }
+
+    /// A pre-deploy snapshot was created: resume the push it was taken for.
+    async fn on_snapshot(&self, envelope: &Envelope) -> Result<Vec<Outcome>, DeployError> {
+        let detail: RdsSnapshotDetail = events::detail(envelope, RDS_SNAPSHOT_EVENT)?;
+        let id = detail.source_identifier.trim();
+        let created = match detail.event_id.as_deref().filter(|e| !e.is_empty()) {
+            Some(e) => e == "RDS-EVENT-0042",
+            None => detail
+                .message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("Manual snapshot created")),
+        };
+        if !created || !autopilot_shared::backup::is_pre_deploy_id(id) {
+            return Ok(vec![Outcome::new(
+                id,
+                "ignore",
+                "not the creation of one of deploy's pre-deploy snapshots",
+            )]);
+        }
+        let Some(snap) = snapshot::observe(&self.rds, id).await? else {
+            return Ok(vec![Outcome::new(
+                id,
+                "ignore",
+                "the snapshot no longer exists",
+            )]);
+        };
+        let account = envelope.account.clone().unwrap_or_default();
+        let region = envelope.region.clone().unwrap_or_default();
+        let Some(push) = snapshot::push_of(&snap, &account, &region) else {
+            return Ok(vec![Outcome::new(
+                id,
+                "ignore",
+                "the snapshot does not carry deploy's tags for a push",
+            )]);
+        };
+        let targets: Vec<&ServiceTarget> = self
+            .config
+            .targets_for(&push.repository, &push.tag)
+            .into_iter()
+            .filter(|t| t.snapshot.as_deref() == Some(snap.db.as_str()))
+            .collect();
+        if targets.is_empty() {
+            return Ok(vec![Outcome::new(
+                id,
+                "ignore",
+                format!(
+                    "no service fed by {}:{} asks for a snapshot of {}",
+                    push.repository, push.tag, snap.db
+                ),
+            )]);
+        }
+        self.deploy(push, targets).await
     }
 
     async fn on_deployment(&self, envelope: &Envelope) -> Result<Vec<Outcome>, DeployError> {

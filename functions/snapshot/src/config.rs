@@ -2,6 +2,7 @@
 //! autopilot's snapshots are kept, and how restore drills run. Read once at cold
 //! start; a bad value names its field.
 
+use autopilot_shared::backup::check_db_identifier;
 use autopilot_shared::config::{self, parse_json, ConfigError};
 use autopilot_shared::Common;
 use serde::Deserialize;
@@ -334,19 +335,6 @@ fn parse_databases(raw: &str) -> Result<Vec<Database>, ConfigError> {
         });
     }
     Ok(out)
-}
-
-/// RDS instance and cluster identifiers: 1–63 letters, digits and hyphens,
-/// starting with a letter, no `--`, no trailing `-`.
-pub fn check_db_identifier(id: &str) -> Result<(), String> {
-    config::check_name(id, 63, |c| c.is_ascii_alphanumeric() || c == '-')?;
-    if !id.starts_with(|c: char| c.is_ascii_alphabetic()) || id.contains("--") || id.ends_with('-')
-    {
-        return Err(format!(
-            "`{id}` is not an RDS identifier: it must start with a letter and have no `--` and no trailing `-`"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

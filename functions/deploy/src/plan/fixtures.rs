@@ -33,6 +33,7 @@ pub fn target() -> ServiceTarget {
         containers: vec!["app".into()],
         circuit_breaker: true,
         rollback: true,
+        snapshot: None,
     }
 }
 
