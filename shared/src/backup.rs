@@ -54,8 +54,19 @@ pub mod reason {
     pub const RESTORE_DRILL: &str = "restore-drill";
 }
 
-/// RDS snapshot identifiers are at most 255 characters.
+/// RDS DB snapshot identifiers are at most 255 characters.
 pub const SNAPSHOT_ID_LIMIT: usize = 255;
+/// DB cluster snapshot identifiers are at most 63.
+pub const CLUSTER_SNAPSHOT_ID_LIMIT: usize = 63;
+
+/// The identifier limit of a DB snapshot, or of a cluster snapshot when `cluster`.
+pub fn id_limit(cluster: bool) -> usize {
+    if cluster {
+        CLUSTER_SNAPSHOT_ID_LIMIT
+    } else {
+        SNAPSHOT_ID_LIMIT
+    }
+}
 /// RDS instance identifiers are at most 63 characters.
 pub const INSTANCE_ID_LIMIT: usize = 63;
 
@@ -119,11 +130,11 @@ pub fn bounded(text: &str, limit: usize) -> String {
     format!("{head}-{suffix}")
 }
 
-/// The snapshot a schedule run at `time` takes of `db`.
-pub fn scheduled_id(db: &str, time: DateTime<Utc>) -> String {
+/// The snapshot a schedule run at `time` takes of `db` (a cluster when `cluster`).
+pub fn scheduled_id(db: &str, time: DateTime<Utc>, cluster: bool) -> String {
     bounded(
         &format!("{PREFIX}{}-{}", sanitise(db), time.format("%Y%m%d%H%M")),
-        SNAPSHOT_ID_LIMIT,
+        id_limit(cluster),
     )
 }
 
@@ -151,11 +162,12 @@ pub fn is_pre_deploy_id(id: &str) -> bool {
     id.starts_with(PREFIX) && id.contains("-predeploy-")
 }
 
-/// The DR copy of the snapshot `source_id` (automated ids are `rds:<db>-<date>`).
-pub fn dr_copy_id(source_id: &str) -> String {
+/// The DR copy of the snapshot `source_id` (automated ids are `rds:<db>-<date>`);
+/// cluster snapshot ids are shortened to 63 characters, ending in a hash.
+pub fn dr_copy_id(source_id: &str, cluster: bool) -> String {
     bounded(
         &format!("{DR_PREFIX}{}", sanitise(source_id)),
-        SNAPSHOT_ID_LIMIT,
+        id_limit(cluster),
     )
 }
 
@@ -201,7 +213,7 @@ mod tests {
     #[test]
     fn identifiers_are_deterministic_and_valid_for_rds() {
         assert_eq!(
-            scheduled_id("orders-db", at()),
+            scheduled_id("orders-db", at(), false),
             "autopilot-orders-db-202611240310"
         );
         assert_eq!(
@@ -209,11 +221,11 @@ mod tests {
             "autopilot-orders-db-predeploy-20261124031042-abcdef012345"
         );
         assert_eq!(
-            dr_copy_id("rds:orders-db-2026-11-24-03-10"),
+            dr_copy_id("rds:orders-db-2026-11-24-03-10", false),
             "autopilot-dr-rds-orders-db-2026-11-24-03-10"
         );
         assert_eq!(
-            dr_copy_id("Before_Migration--42-"),
+            dr_copy_id("Before_Migration--42-", false),
             "autopilot-dr-before-migration-42"
         );
         assert_eq!(drill_instance_id("orders-db"), "autopilot-drill-orders-db");
@@ -221,12 +233,18 @@ mod tests {
         let drill = drill_instance_id(&long);
         assert!(valid(&drill, INSTANCE_ID_LIMIT), "{drill}");
         assert_ne!(drill, drill_instance_id(&format!("{}b", "a".repeat(62))));
-        let copy = dr_copy_id(&"x-".repeat(200));
+        let copy = dr_copy_id(&"x-".repeat(200), false);
         assert!(valid(&copy, SNAPSHOT_ID_LIMIT), "{copy}");
+        let cluster = dr_copy_id(&scheduled_id(&"c".repeat(63), at(), true), true);
+        assert!(valid(&cluster, CLUSTER_SNAPSHOT_ID_LIMIT), "{cluster}");
+        assert_ne!(
+            cluster,
+            dr_copy_id(&scheduled_id(&"c".repeat(62), at(), true), true)
+        );
         for id in [
-            scheduled_id("Orders_DB", at()),
+            scheduled_id("Orders_DB", at(), false),
             pre_deploy_id("orders", at(), "sha256:zz"),
-            dr_copy_id("rds:x"),
+            dr_copy_id("rds:x", false),
         ] {
             assert!(valid(&id, SNAPSHOT_ID_LIMIT), "{id}");
         }

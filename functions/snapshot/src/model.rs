@@ -269,7 +269,7 @@ pub mod fixtures {
 
     /// autopilot's DR copy of `source`, confirmed.
     pub fn copy_of(source: &Snap, dr: &str, age_hours: i64) -> Snap {
-        let id = backup::dr_copy_id(&source.id);
+        let id = backup::dr_copy_id(&source.id, false);
         let mut s = snap(dr, &id, age_hours);
         s.automated = false;
         s.tags.insert(tag::CREATED_BY.into(), BY_SNAPSHOT.into());

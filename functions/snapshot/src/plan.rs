@@ -184,7 +184,7 @@ pub fn copies(ctx: &Ctx, view: &View, budget: &mut Budget) -> Vec<Step> {
     };
     let mut steps = Vec::new();
     for source in due_for_copy(ctx, view) {
-        let target = backup::dr_copy_id(&source.id);
+        let target = backup::dr_copy_id(&source.id, source.kind == Kind::Cluster);
         if let Some(existing) = view.dr.iter().find(|s| s.id == target) {
             if existing.tag(tag::SOURCE) != Some(source.arn.as_str()) {
                 steps.push(page(pages::collision(ctx.config, source, existing)));
@@ -276,11 +276,13 @@ pub fn retention(ctx: &Ctx, view: &View) -> Vec<Step> {
     let dr_on = ctx.config.dr.is_some();
     // In the source region, a snapshot whose copy is still running or not yet
     // made is kept: deleting it would cancel or lose the DR copy.
+    // A source older than the DR retention is never copied, so it waits for nothing.
+    let copy_window = ctx.days(ctx.config.dr_retention_days);
     let source_keep = |s: &Snap| -> Option<String> {
-        if !dr_on {
+        if !dr_on || s.created.is_some_and(|c| c < copy_window) {
             return None;
         }
-        let target = backup::dr_copy_id(&s.id);
+        let target = backup::dr_copy_id(&s.id, s.kind == Kind::Cluster);
         match view.dr.iter().find(|c| c.id == target) {
             Some(c) if c.available() => None,
             Some(c) => Some(format!("its DR copy {target} is {}", c.status)),
@@ -461,7 +463,9 @@ pub fn check(
     let mut steps = Vec::new();
     if let Some(time) = backup_at.filter(|_| view.db.backup) {
         let id = match view.db.kind {
-            Kind::Instance | Kind::Cluster => backup::scheduled_id(&view.db.id, time),
+            Kind::Instance | Kind::Cluster => {
+                backup::scheduled_id(&view.db.id, time, view.db.kind == Kind::Cluster)
+            }
         };
         if view.source.iter().any(|s| s.id == id) {
             steps.push(note(&id, "skip", "this run's snapshot exists already"));
@@ -725,7 +729,7 @@ mod tests {
         let c = config(&[]);
         let s = snap(SRC, "s1", 1);
         let mut other = copy_of(&snap(SRC, "elsewhere", 1), DR, 1);
-        other.id = backup::dr_copy_id("s1");
+        other.id = backup::dr_copy_id("s1", false);
         let v = view(&c, vec![s], vec![other]);
         let mut b = budget(&c, std::slice::from_ref(&v));
         assert_eq!(
@@ -842,13 +846,16 @@ mod tests {
 
     #[test]
     fn retention_keeps_a_source_until_its_copy_is_done_and_the_proven_copy() {
-        let c = config(&[("AUTOPILOT_SNAPSHOT_KEEP", "1")]);
-        let old1 = ours(SRC, "autopilot-orders-db-1", 24 * 20);
+        let c = config(&[
+            ("AUTOPILOT_SNAPSHOT_KEEP", "1"),
+            ("AUTOPILOT_SNAPSHOT_DR_RETENTION_DAYS", "30"),
+        ]);
+        let old1 = ours(SRC, "autopilot-orders-db-1", 24 * 40);
         let old2 = ours(SRC, "autopilot-orders-db-2", 24 * 19);
         let new = ours(SRC, "autopilot-orders-db-3", 1);
         let mut copying = copy_of(&old2, DR, 1);
         copying.status = "copying".into();
-        let mut proven = copy_of(&old1, DR, 24 * 20);
+        let mut proven = copy_of(&old1, DR, 24 * 40);
         proven.tags.insert(
             tag::DRILL.into(),
             format!("passed {}", stamp(now() - Duration::days(19))),
