@@ -39,12 +39,11 @@ impl Snap {
         self.status == status::AVAILABLE
     }
 
-    /// Still being made or copied: counts against the copy limit.
+    /// Still being made or copied (`creating`, `pending` for a queued copy,
+    /// `copying`): counts against the copy limit. RDS does not list DB snapshot
+    /// statuses, so anything not available, failed or being deleted counts.
     pub fn in_flight(&self) -> bool {
-        matches!(
-            self.status.as_str(),
-            "creating" | "pending" | "copying" | "queued"
-        )
+        !self.available() && !self.failed() && self.status != "deleting"
     }
 
     /// Ended without a usable snapshot.
