@@ -87,6 +87,21 @@ here, in one place, with a comment naming it, instead of being skipped in a test
   points it at an address and port (the harness PostgreSQL). A secret RDS manages
   (ManageMasterUserPassword) holds the instance's master user name, as on AWS,
   where moto writes ``admin``; its password stays moto's.
+* RDS snapshots (section "RDS snapshots" below, each gap with its reference):
+  cross-Region CopyDBSnapshot/CopyDBClusterSnapshot from the source's ARN without
+  SourceRegion or PreSignedUrl, refusing what AWS refuses (an encrypted source
+  without a destination KmsKeyId, a source not ``available``, a taken identifier, an
+  invalid one, the manual snapshot quota) and answering SourceRegion,
+  SourceDBSnapshotIdentifier, SourceDBClusterSnapshotArn; automated snapshots by ARN
+  (``snapshot:rds:...``), which moto could not find, and which may not be deleted;
+  DescribeDBSnapshots/DescribeDBClusterSnapshots paging (MaxRecords 20 to 100,
+  Marker); DescribeAccountAttributes, which moto lacks; RestoreDBInstanceFromDBSnapshot
+  honouring false flags and the destination Region; DeleteDBInstance's final snapshot
+  rules; NotFound for tags on a missing resource. Time-taking work is played by the
+  test: ``/_bridge/rds/hold-copies``, ``finish-snapshot``, ``hold-instances``,
+  ``finish-instance``, ``automated-snapshot``, ``snapshot-time``, ``quota``,
+  ``copy-limit`` (cross-Region copies in flight, 20 on AWS);
+  ``/_bridge/kms/key`` makes a KMS key in a Region.
 * Counting calls: ``POST /_bridge/calls`` returns, in order, the operations whose
   request body contains ``match``, so a test can assert how often AWS was called.
   ``POST /_bridge/fault/clear`` drops a test's remaining faults.
@@ -101,6 +116,7 @@ here, in one place, with a comment naming it, instead of being skipped in a test
 """
 
 import base64
+import copy
 import datetime
 import functools
 import inspect
@@ -489,6 +505,745 @@ def rds_storage_modified(body):
     else:
         _storage_modified[key] = time.time() - float(body["hoursAgo"]) * 3600
     return {}
+
+
+# ---------------------------------------------------------------------------
+# RDS snapshots: cross-Region copies, copies in flight, automated backups,
+# quotas, restores and deletes as AWS answers them
+# ---------------------------------------------------------------------------
+# Each gap is named where it is bridged, with the AWS reference it follows.
+# "API reference" is the RDS API Reference (the same text is in aws-sdk-rds's
+# doc comments). Tests control what only time would change on AWS:
+#
+# * ``POST /_bridge/rds/hold-copies {"hold": true, "match": "<needle>", "status"?}``
+#   new CopyDBSnapshot/CopyDBClusterSnapshot copies and CreateDBSnapshot/
+#   CreateDBClusterSnapshot snapshots whose identifier or DB identifier contains
+#   ``match`` stay in flight (``creating``, a cluster copy ``copying``; ``status``
+#   in the body overrides, e.g. ``pending``; PercentProgress 0) until
+#   ``POST /_bridge/rds/finish-snapshot {"region", "id", "status": "available"|
+#   "failed", "cluster": bool}``. ``{"hold": false, "match"}`` drops the hold.
+#   Without a hold, snapshots are ``available`` at once, as moto has them.
+# * ``POST /_bridge/rds/hold-instances {"hold": true, "match"}``: instances restored
+#   with RestoreDBInstanceFromDBSnapshot stay ``creating``, and deleted ones stay
+#   ``deleting``, until ``POST /_bridge/rds/finish-instance {"region", "id",
+#   "status": "available"|"failed"|"incompatible-restore"|"deleted"}``.
+# * ``POST /_bridge/rds/automated-snapshot {"region", "instance"|"cluster", "id",
+#   "created"?}`` takes an automated snapshot (SnapshotType automated), as the
+#   backup window would; ``POST /_bridge/rds/snapshot-time {"region", "id",
+#   "cluster", "created"}`` moves SnapshotCreateTime (and a DB snapshot's
+#   OriginalSnapshotCreateTime) to the epoch seconds given, so retention can age.
+# * ``POST /_bridge/rds/quota {"region", "name", "max"}`` sets an account quota's
+#   Max in a region (null restores the default) for DescribeAccountAttributes and
+#   the SnapshotQuotaExceeded refusals. Quotas are per Region, as on AWS, and so
+#   shared by every test of a binary: a test that lowers one uses a Region of its own.
+# * ``POST /_bridge/rds/copy-limit {"region", "max"}`` sets how many cross-Region
+#   copies may be in flight to a Region (AWS: 20; null restores it).
+# * ``POST /_bridge/kms/key {"region"}`` makes a KMS key there and answers its ARN.
+from moto.core.responses import ActionResult  # noqa: E402
+from moto.rds import responses as rds_responses  # noqa: E402
+
+RDSBackend = rds_models.RDSBackend
+RDSResponse = rds_responses.RDSResponse
+
+
+def _rds(region):
+    return get_backend("rds")[ACCOUNT][region or "us-east-1"]
+
+
+# moto's automated snapshot identifiers carry a colon (``rds:orders-db-...``), and
+# its ARN parsing keeps only the text after the last colon, so the ARN of an
+# automated snapshot (``arn:aws:rds:us-east-1:...:snapshot:rds:orders-db-...``)
+# was "not found". An RDS ARN is ``arn:partition:rds:region:account:type:name``
+# (RDS User Guide, "Amazon Resource Names (ARNs) in Amazon RDS"); the name is
+# everything after the type.
+def _split_rds_arn(arn):
+    parts = arn.split(":", 6)
+    if len(parts) < 7:
+        raise rds_exceptions.InvalidParameterValue(f"Invalid resource name: {arn}")
+    return parts[3], parts[5], parts[6]  # region, resource type, name
+
+
+def get_snapshot(self, identifier, resource_type, not_found_exception):
+    region = self.region_name
+    if identifier.startswith("arn:"):
+        region, _, identifier = _split_rds_arn(identifier)
+    snapshots = _rds(region).resource_map[resource_type]
+    if identifier not in snapshots:
+        raise not_found_exception(identifier)
+    return snapshots[identifier]
+
+
+def extract_snapshot_name_from_arn(self, snapshot_arn):
+    _, resource_type, name = _split_rds_arn(snapshot_arn)
+    if resource_type != "snapshot":
+        raise rds_exceptions.InvalidParameterValue(
+            "The parameter SourceDBSnapshotIdentifier is not a valid identifier. Identifiers must begin "
+            "with a letter; must contain only ASCII letters, digits, and hyphens; and must not end with "
+            "a hyphen or contain two consecutive hyphens."
+        )
+    return name
+
+
+RDSBackend.get_snapshot = get_snapshot
+RDSBackend.extract_snapshot_name_from_arn = extract_snapshot_name_from_arn
+
+# A DB snapshot's PercentProgress: "The percentage of the estimated data that has
+# been transferred" (DBSnapshot, API reference); AWS answers 100 for an available
+# snapshot, moto nothing (it has 100 for cluster snapshots already).
+_orig_db_snapshot_init = rds_models.DBSnapshot.__init__
+
+
+def _db_snapshot_init(self, *args, **kwargs):
+    _orig_db_snapshot_init(self, *args, **kwargs)
+    self.percent_progress = 100
+
+
+rds_models.DBSnapshot.__init__ = _db_snapshot_init
+
+# --- holds: snapshots and instances that take time on AWS --------------------
+_snapshot_holds = []  # {"match", "status"?}
+_instance_holds = []  # {"match"}
+
+
+def _held(rules, *names):
+    with _lock:
+        for rule in rules:
+            if any(rule.get("match", "") in (name or "") for name in names):
+                return rule
+    return None
+
+
+def _set_hold(rules, body):
+    needle = body.get("match", "")
+    with _lock:
+        rules[:] = [r for r in rules if r.get("match", "") != needle]
+        if body.get("hold", True):
+            rules.append(dict(body, match=needle))
+    return {}
+
+
+def _hold_snapshot(snapshot, in_flight, *names):
+    # DBClusterSnapshot: "Valid statuses are the following: available, copying,
+    # creating" (API reference), and "delete the target DB cluster snapshot ... while
+    # that DB cluster snapshot is in "copying" status" (CopyDBClusterSnapshot). The
+    # DBSnapshot doc lists none; AWS answers a DB snapshot copy as ``creating`` with
+    # PercentProgress 0 (AWS CLI copy-db-snapshot example output), and a queued
+    # cross-Region copy as ``pending`` (observed; ``status`` in the hold body).
+    rule = _held(_snapshot_holds, *names)
+    if rule:
+        snapshot.status = rule.get("status") or in_flight
+        snapshot.percent_progress = 0
+
+
+# --- identifiers ---------------------------------------------------------------
+# CreateDBClusterSnapshot and CopyDBClusterSnapshot take any identifier in moto.
+# AWS: "Must contain from 1 to 63 letters, numbers, or hyphens. First character
+# must be a letter. Can't end with a hyphen or contain two consecutive hyphens"
+# (CreateDBClusterSnapshot DBClusterSnapshotIdentifier; CopyDBClusterSnapshot
+# TargetDBClusterSnapshotIdentifier), answered with InvalidParameterValue as for
+# DB snapshots (which allow 1 to 255 and moto already checks).
+def _validate_cluster_snapshot_id(identifier, parameter):
+    if not re.fullmatch(r"[A-Za-z](?!.*--)[A-Za-z0-9-]{0,62}", identifier or "") or identifier.endswith("-"):
+        raise rds_exceptions.InvalidDBSnapshotIdentifier(identifier or "", parameter)
+
+
+# --- quotas ----------------------------------------------------------------------
+# moto has no DescribeAccountAttributes. AWS lists the account's quotas per Region,
+# each with AccountQuotaName, Used and Max; "ManualSnapshots - The number of manual
+# DB instance snapshots per account. The used value is the count of the manual DB
+# instance snapshots in the account", likewise "ManualClusterSnapshots" (AccountQuota,
+# API reference). The defaults are the RDS quotas (User Guide, "Quotas in Amazon
+# RDS": 100 manual DB instance snapshots, 100 manual DB cluster snapshots, 40 DB
+# instances, 40 DB clusters, 100000 GiB of storage). At the Max, creating or copying
+# one more manual snapshot is SnapshotQuotaExceeded (CreateDBSnapshot, CopyDBSnapshot
+# errors, API reference; AWS says "cannot create more than 100 manual snapshots").
+_QUOTA_DEFAULTS = {
+    "AllocatedStorage": 100000,
+    "DBClusters": 40,
+    "DBInstances": 40,
+    "ManualClusterSnapshots": 100,
+    "ManualSnapshots": 100,
+}
+_quota_max = {}  # (region, name) -> Max
+
+
+def _quota_used(backend, name):
+    if name == "ManualSnapshots":
+        return sum(1 for s in backend.database_snapshots.values() if s.snapshot_type == "manual")
+    if name == "ManualClusterSnapshots":
+        return sum(1 for s in backend.cluster_snapshots.values() if s.snapshot_type == "manual")
+    if name == "DBInstances":
+        return len(backend.databases)
+    if name == "DBClusters":
+        return len(backend.clusters)
+    return sum(int(getattr(d, "_allocated_storage", 0) or 0) for d in backend.databases.values())
+
+
+def _quota(backend, name):
+    return _quota_used(backend, name), _quota_max.get((backend.region_name, name), _QUOTA_DEFAULTS[name])
+
+
+def _check_snapshot_quota(backend, name):
+    used, most = _quota(backend, name)
+    if used >= most:
+        kind = "manual snapshots" if name == "ManualSnapshots" else "manual cluster snapshots"
+        raise rds_exceptions.RDSClientError("SnapshotQuotaExceeded", f"Cannot create more than {most} {kind}")
+
+
+def describe_account_attributes(self):
+    quotas = []
+    for name in _QUOTA_DEFAULTS:
+        used, most = _quota(self.backend, name)
+        quotas.append({"AccountQuotaName": name, "Used": used, "Max": most})
+    return ActionResult({"AccountQuotas": quotas})
+
+
+RDSResponse.describe_account_attributes = describe_account_attributes
+
+
+def rds_quota(body):
+    key = (body.get("region", "us-east-1"), body["name"])
+    if body["name"] not in _QUOTA_DEFAULTS:
+        raise ValueError(f"unknown quota {body['name']}; known: {sorted(_QUOTA_DEFAULTS)}")
+    if body.get("max") is None:
+        _quota_max.pop(key, None)
+    else:
+        _quota_max[key] = int(body["max"])
+    return {}
+
+
+# --- CreateDBSnapshot / CreateDBClusterSnapshot -------------------------------------
+_orig_create_db_snapshot = RDSBackend.create_db_snapshot
+_CREATE_DB_SNAPSHOT = inspect.signature(_orig_create_db_snapshot)
+
+
+def create_db_snapshot(self, *args, **kwargs):
+    bound = _CREATE_DB_SNAPSHOT.bind(self, *args, **kwargs)
+    bound.apply_defaults()
+    f = bound.arguments
+    manual = f["snapshot_type"] == "manual"
+    database = self.databases.get(f["db_instance_identifier"])
+    if manual and database is not None:
+        if f["db_snapshot_identifier"] in self.database_snapshots:
+            raise rds_exceptions.DBSnapshotAlreadyExistsError(f["db_snapshot_identifier"])
+        # InvalidDBInstanceState "The DB instance isn't in a valid state" (CreateDBSnapshot
+        # errors); moto snapshots an instance that is still being created or deleted.
+        if database.status in ("creating", "deleting", "failed", "incompatible-restore"):
+            raise rds_exceptions.RDSClientError(
+                "InvalidDBInstanceState",
+                f"Cannot create a snapshot because the database instance {database.db_instance_identifier} "
+                "is not currently in the available state.",
+            )
+        _check_snapshot_quota(self, "ManualSnapshots")
+    snapshot = _orig_create_db_snapshot(*bound.args, **bound.kwargs)
+    if manual:
+        _hold_snapshot(snapshot, "creating", snapshot.db_snapshot_identifier, snapshot.db_instance_identifier)
+    return snapshot
+
+
+RDSBackend.create_db_snapshot = create_db_snapshot
+
+_orig_create_db_cluster_snapshot = RDSBackend.create_db_cluster_snapshot
+_CREATE_DB_CLUSTER_SNAPSHOT = inspect.signature(_orig_create_db_cluster_snapshot)
+
+
+def create_db_cluster_snapshot(self, *args, **kwargs):
+    bound = _CREATE_DB_CLUSTER_SNAPSHOT.bind(self, *args, **kwargs)
+    bound.apply_defaults()
+    f = bound.arguments
+    manual = f["snapshot_type"] == "manual"
+    if manual and f["db_cluster_identifier"] in self.clusters:
+        if f["db_cluster_snapshot_identifier"] in self.cluster_snapshots:
+            raise rds_exceptions.DBClusterSnapshotAlreadyExistsError(f["db_cluster_snapshot_identifier"])
+        _check_snapshot_quota(self, "ManualClusterSnapshots")
+    snapshot = _orig_create_db_cluster_snapshot(*bound.args, **bound.kwargs)
+    if manual:
+        _hold_snapshot(snapshot, "creating", snapshot.db_cluster_snapshot_identifier, snapshot.db_cluster_identifier)
+    return snapshot
+
+
+RDSBackend.create_db_cluster_snapshot = create_db_cluster_snapshot
+
+_orig_create_db_cluster_snapshot_response = RDSResponse.create_db_cluster_snapshot
+
+
+def create_db_cluster_snapshot_response(self):
+    _validate_cluster_snapshot_id(self.params.get("DBClusterSnapshotIdentifier"), "DBClusterSnapshotIdentifier")
+    return _orig_create_db_cluster_snapshot_response(self)
+
+
+RDSResponse.create_db_cluster_snapshot = create_db_cluster_snapshot_response
+
+# BackupRetentionPeriod 0 "disables automated backups" (CreateDBInstance, API
+# reference): no first automated snapshot then; moto takes one for every instance.
+_orig_save_automated_backup = rds_models.DBInstance.save_automated_backup
+
+
+def _save_automated_backup(self):
+    if int(getattr(self, "_backup_retention_period", 1) or 0) > 0:
+        _orig_save_automated_backup(self)
+
+
+rds_models.DBInstance.save_automated_backup = _save_automated_backup
+
+
+# --- CopyDBSnapshot / CopyDBClusterSnapshot -----------------------------------------
+# Called in the destination Region with the source's ARN ("If the source snapshot is
+# in a different AWS Region than the copy, specify a valid DB snapshot ARN", API
+# reference), without SourceRegion or PreSignedUrl ("This setting applies only to
+# Amazon Web Services GovCloud (US) Regions. It's ignored in other Amazon Web Services
+# Regions", PreSignedUrl). moto finds the source; what it lacks:
+# * "The source DB snapshot must be in the available state": a snapshot still being
+#   created or copied is InvalidDBSnapshotState (InvalidDBClusterSnapshotStateFault).
+# * "If you copy an encrypted snapshot to a different Amazon Web Services Region, then
+#   you must specify an Amazon Web Services KMS key identifier for the destination
+#   Amazon Web Services Region" (KmsKeyId; CopyDBClusterSnapshot says the same); AWS
+#   answers InvalidParameterValue "Must specify new KMS key for cross region encrypted
+#   snapshot copy." moto used the source Region's key.
+# * "After you copy a snapshot, the copy is a manual snapshot" (User Guide, "Copying a
+#   DB snapshot"): moto has that. SourceRegion ("The Amazon Web Services Region that
+#   the DB snapshot was created in or copied from") and SourceDBSnapshotIdentifier
+#   ("The DB snapshot ARN that the DB snapshot was copied from. It only has a value in
+#   the case of a cross-account or cross-Region copy"), and a cluster copy's
+#   SourceDBClusterSnapshotArn, were missing.
+# * Tags: "CopyTags: Specifies whether to copy all tags from the source DB snapshot to
+#   the target DB snapshot. By default, tags aren't copied." Given Tags, AWS does not
+#   merge the source's: the copy has the Tags given, the source's tags only when Tags
+#   is empty (measured on AWS, moto PR #8320 and its cluster follow-up; the API
+#   reference is silent). moto has that, but also gave a copy without tags the source
+#   instance's tags when the instance copies tags to snapshots; a copy is not taken
+#   from the instance, so the bridge drops them.
+# * The ManualSnapshots / ManualClusterSnapshots quota, the limit on cross-Region
+#   copies in flight (below), and holds (above).
+_CROSS_REGION_KMS = "Must specify new KMS key for cross region encrypted snapshot copy."
+
+# "You can have up to 20 snapshot copy requests in progress to a single destination
+# Region per account" (User Guide, "Copying a DB snapshot"); past it AWS answers
+# SnapshotQuotaExceeded "Cannot copy more than 5 snapshots across regions" (observed
+# when the limit was 5). moto has no limit.
+_COPY_LIMIT = 20
+_copy_limit = {}  # destination region -> limit
+_IN_FLIGHT = ("creating", "pending", "copying")
+
+
+def _copy_source(snapshot):
+    """The ARN a snapshot was copied from, if it is a copy."""
+    return getattr(snapshot, "source_db_cluster_snapshot_arn", None) or (
+        f"arn:aws:rds:{snapshot.source_region}:{ACCOUNT}:snapshot:?" if getattr(snapshot, "source_region", None) else None
+    )
+
+
+def _cross_region_copy_in_flight(snapshot, region):
+    source = _copy_source(snapshot)
+    return snapshot.status in _IN_FLIGHT and source is not None and source.split(":")[3] != region
+
+
+def _check_copy_limit(backend):
+    snapshots = list(backend.database_snapshots.values()) + list(backend.cluster_snapshots.values())
+    in_flight = sum(1 for s in snapshots if _cross_region_copy_in_flight(s, backend.region_name))
+    limit = _copy_limit.get(backend.region_name, _COPY_LIMIT)
+    if in_flight >= limit:
+        raise rds_exceptions.RDSClientError(
+            "SnapshotQuotaExceeded", f"Cannot copy more than {limit} snapshots across regions"
+        )
+
+
+def rds_copy_limit(body):
+    if body.get("max") is None:
+        _copy_limit.pop(body.get("region", "us-east-1"), None)
+    else:
+        _copy_limit[body.get("region", "us-east-1")] = int(body["max"])
+    return {}
+
+_orig_copy_db_snapshot = RDSBackend.copy_db_snapshot
+
+
+def copy_db_snapshot(
+    self, source_db_snapshot_identifier, target_db_snapshot_identifier, kms_key_id=None, tags=None, copy_tags=False, **kw
+):
+    source = self.get_db_snapshot(source_db_snapshot_identifier)
+    if target_db_snapshot_identifier in self.database_snapshots:
+        raise rds_exceptions.DBSnapshotAlreadyExistsError(target_db_snapshot_identifier)
+    if source.status != "available":
+        raise rds_exceptions.RDSClientError(
+            "InvalidDBSnapshotState",
+            f"Snapshot {source.db_snapshot_identifier} is not in available state (it is {source.status}).",
+        )
+    cross_region = source.region != self.region_name
+    if cross_region and source.encrypted and not kms_key_id:
+        raise rds_exceptions.InvalidParameterValue(_CROSS_REGION_KMS)
+    _check_snapshot_quota(self, "ManualSnapshots")
+    if cross_region:
+        _check_copy_limit(self)
+    target = _orig_copy_db_snapshot(
+        self, source_db_snapshot_identifier, target_db_snapshot_identifier, kms_key_id, tags, copy_tags, **kw
+    )
+    target.tags = list(tags) if tags else (list(source.tags) if copy_tags else [])
+    target.source_region = source.region
+    if cross_region:
+        target.source_db_snapshot_identifier = source.arn
+    _hold_snapshot(target, "creating", target.db_snapshot_identifier, target.db_instance_identifier)
+    return target
+
+
+RDSBackend.copy_db_snapshot = copy_db_snapshot
+
+_orig_copy_db_cluster_snapshot = RDSBackend.copy_db_cluster_snapshot
+
+
+def copy_db_cluster_snapshot(
+    self,
+    source_db_cluster_snapshot_identifier,
+    target_db_cluster_snapshot_identifier,
+    kms_key_id=None,
+    copy_tags=False,
+    tags=None,
+    **kw,
+):
+    source = self.get_db_cluster_snapshot(source_db_cluster_snapshot_identifier)
+    if target_db_cluster_snapshot_identifier in self.cluster_snapshots:
+        raise rds_exceptions.DBClusterSnapshotAlreadyExistsError(target_db_cluster_snapshot_identifier)
+    if source.status != "available":
+        raise rds_exceptions.InvalidDBClusterSnapshotStateFault(
+            f"Snapshot {source.db_cluster_snapshot_identifier} is not in available state (it is {source.status})."
+        )
+    cross_region = source.region != self.region_name
+    if cross_region and source.encrypted and not kms_key_id:
+        raise rds_exceptions.InvalidParameterValue(_CROSS_REGION_KMS)
+    _check_snapshot_quota(self, "ManualClusterSnapshots")
+    if cross_region:
+        _check_copy_limit(self)
+    target = _orig_copy_db_cluster_snapshot(
+        self,
+        source_db_cluster_snapshot_identifier,
+        target_db_cluster_snapshot_identifier,
+        kms_key_id=kms_key_id,
+        copy_tags=copy_tags,
+        tags=tags,
+        **kw,
+    )
+    target.tags = list(tags) if tags else (list(source.tags) if copy_tags else [])
+    target.source_db_cluster_snapshot_arn = source.arn
+    _hold_snapshot(target, "copying", target.db_cluster_snapshot_identifier, target.db_cluster_identifier)
+    return target
+
+
+RDSBackend.copy_db_cluster_snapshot = copy_db_cluster_snapshot
+
+_orig_copy_db_cluster_snapshot_response = RDSResponse.copy_db_cluster_snapshot
+
+
+def copy_db_cluster_snapshot_response(self):
+    _validate_cluster_snapshot_id(
+        self.params.get("TargetDBClusterSnapshotIdentifier"), "TargetDBClusterSnapshotIdentifier"
+    )
+    return _orig_copy_db_cluster_snapshot_response(self)
+
+
+RDSResponse.copy_db_cluster_snapshot = copy_db_cluster_snapshot_response
+
+
+# --- DeleteDBSnapshot / DeleteDBClusterSnapshot -----------------------------------
+# AWS keeps automated snapshots to itself: DeleteDBSnapshot answers InvalidDBSnapshotState
+# "automated snapshots cannot be deleted." and DeleteDBClusterSnapshot
+# InvalidDBClusterSnapshotStateFault "Only manual snapshots may be deleted." (as AWS
+# answers them); moto deleted them. "If the snapshot is being copied, the copy operation
+# is terminated. The DB snapshot must be in the available state to be deleted"
+# (DeleteDBSnapshot, API reference): a copy in flight may be deleted, a snapshot still
+# being created may not. The deleted snapshot is answered with status ``deleted``.
+_DELETABLE = ("available", "failed")
+
+
+def _deletable(snapshot):
+    return snapshot.status in _DELETABLE or (snapshot.status in _IN_FLIGHT and _copy_source(snapshot) is not None)
+
+_orig_delete_db_snapshot_response = RDSResponse.delete_db_snapshot
+_orig_delete_db_cluster_snapshot_response = RDSResponse.delete_db_cluster_snapshot
+
+
+def delete_db_snapshot_response(self):
+    snapshot = self.backend.database_snapshots.get(self.params.get("DBSnapshotIdentifier") or "")
+    if snapshot is not None and snapshot.snapshot_type == "automated":
+        raise rds_exceptions.RDSClientError("InvalidDBSnapshotState", "automated snapshots cannot be deleted.")
+    if snapshot is not None and not _deletable(snapshot):
+        raise rds_exceptions.RDSClientError(
+            "InvalidDBSnapshotState", f"Cannot delete the snapshot because it is {snapshot.status}."
+        )
+    if snapshot is not None:
+        snapshot.status = "deleted"
+    return _orig_delete_db_snapshot_response(self)
+
+
+def delete_db_cluster_snapshot_response(self):
+    snapshot = self.backend.cluster_snapshots.get(self.params.get("DBClusterSnapshotIdentifier") or "")
+    if snapshot is not None and snapshot.snapshot_type == "automated":
+        raise rds_exceptions.InvalidDBClusterSnapshotStateFault("Only manual snapshots may be deleted.")
+    if snapshot is not None and not _deletable(snapshot):
+        raise rds_exceptions.InvalidDBClusterSnapshotStateFault(
+            f"Cannot delete the snapshot because it is {snapshot.status}."
+        )
+    if snapshot is not None:
+        snapshot.status = "deleted"
+    return _orig_delete_db_cluster_snapshot_response(self)
+
+
+RDSResponse.delete_db_snapshot = delete_db_snapshot_response
+RDSResponse.delete_db_cluster_snapshot = delete_db_cluster_snapshot_response
+
+
+# --- DescribeDBSnapshots / DescribeDBClusterSnapshots paging ------------------------
+# moto returns every snapshot in one answer and accepts any MaxRecords. AWS: "Default:
+# 100. Constraints: Minimum 20, maximum 100", and a Marker "If this parameter is
+# specified, the response includes only records beyond the marker, up to the value
+# specified by MaxRecords" (DescribeDBSnapshots, DescribeDBClusterSnapshots). The
+# bridge pages in moto's order with an opaque marker. The type filter moto already
+# has right: "If you don't specify a SnapshotType value, then both automated and
+# manual snapshots are returned. Shared and public DB snapshots are not included".
+def _paged(self, original, key):
+    max_records = self.params.get("MaxRecords")
+    size = 100 if max_records is None else int(max_records)
+    if not 20 <= size <= 100:
+        raise rds_exceptions.InvalidParameterValue(
+            f"Invalid value {max_records} for MaxRecords. Must be between 20 and 100"
+        )
+    marker = self.params.get("Marker")
+    start = 0
+    if marker:
+        try:
+            start = int(base64.urlsafe_b64decode(marker.encode()).decode().split(":", 1)[1])
+        except (ValueError, IndexError, UnicodeDecodeError):
+            raise rds_exceptions.InvalidParameterValue(f"Invalid marker: {marker}")
+    result = original(self)
+    items = list(result.result[key])
+    result.result[key] = items[start : start + size]
+    if start + size < len(items):
+        result.result["Marker"] = base64.urlsafe_b64encode(f"{key}:{start + size}".encode()).decode()
+    return result
+
+
+_orig_describe_db_snapshots_response = RDSResponse.describe_db_snapshots
+_orig_describe_db_cluster_snapshots_response = RDSResponse.describe_db_cluster_snapshots
+RDSResponse.describe_db_snapshots = lambda self: _paged(self, _orig_describe_db_snapshots_response, "DBSnapshots")
+RDSResponse.describe_db_cluster_snapshots = lambda self: _paged(
+    self, _orig_describe_db_cluster_snapshots_response, "DBClusterSnapshots"
+)
+
+
+# --- tags on snapshots, clusters and instances ---------------------------------
+# AddTagsToResource and ListTagsForResource on an ARN that names nothing answer the
+# resource's NotFound fault on AWS (DBSnapshotNotFoundFault, DBInstanceNotFoundFault,
+# ... in their error lists, API reference); moto silently did nothing.
+_NOT_FOUND = {
+    "snapshot": rds_exceptions.DBSnapshotNotFoundFault,
+    "cluster-snapshot": rds_exceptions.DBClusterSnapshotNotFoundError,
+    "db": rds_exceptions.DBInstanceNotFoundError,
+    "cluster": rds_exceptions.DBClusterNotFoundError,
+}
+_orig_get_resource_for_tagging = RDSBackend._get_resource_for_tagging
+
+
+def _get_resource_for_tagging(self, arn):
+    if arn.startswith("arn:"):
+        region, resource_type, name = _split_rds_arn(arn)
+        if resource_type in _NOT_FOUND:
+            resource = self._find_resource(resource_type, name) if region == self.region_name else None
+            if resource is None:
+                raise _NOT_FOUND[resource_type](name)
+            return resource
+    return _orig_get_resource_for_tagging(self, arn)
+
+
+RDSBackend._get_resource_for_tagging = _get_resource_for_tagging
+
+
+# --- RestoreDBInstanceFromDBSnapshot -----------------------------------------------
+# moto builds the instance from every attribute of the snapshot's source instance and
+# applies only truthy overrides, so PubliclyAccessible=false, MultiAZ=false and
+# DeletionProtection=false were ignored, and the source Region's availability zone and
+# DB subnet group came along (a subnet group that does not exist in the DR Region
+# failed the restore). AWS: "By default, the new DB instance is created as a
+# Single-AZ deployment"; DBSubnetGroupName, VpcSecurityGroupIds, AvailabilityZone
+# apply in the Region of the call; "If yes [new tags], the new tags are added to the
+# restored DB instance. If there are no new tags, RDS looks for the tags from the
+# source DB instance for the DB snapshot" (RestoreDBInstanceFromDBSnapshot, API
+# reference). The snapshot must be available (InvalidDBSnapshotState), the identifier
+# free (DBInstanceAlreadyExists). A restore takes time: under hold-instances the new
+# instance stays ``creating``.
+_NOT_INHERITED = {
+    "backend",
+    "db_parameter_group_name",
+    "vpc_security_group_ids",
+    "max_allocated_storage",
+    "availability_zone",
+    "db_subnet_group_name",
+    "db_subnet_group",
+    "multi_az",
+    "publicly_accessible",
+    "deletion_protection",
+    "status",
+    "created",
+    "instance_create_time",
+    "bridge_address",
+    "manage_master_user_password",
+    "master_user_secret",
+    "replicas",
+    "is_replica",
+    "tags",
+}
+
+
+def restore_db_instance_from_db_snapshot(self, from_snapshot_id, overrides):
+    if from_snapshot_id.startswith("arn:"):
+        from_snapshot_id = self.extract_snapshot_name_from_arn(from_snapshot_id)
+    snapshot = self.database_snapshots.get(from_snapshot_id)
+    if snapshot is None:
+        raise rds_exceptions.DBSnapshotNotFoundFault(from_snapshot_id)
+    if snapshot.status != "available":
+        raise rds_exceptions.RDSClientError(
+            "InvalidDBSnapshotState",
+            f"Snapshot {snapshot.db_snapshot_identifier} is not in available state (it is {snapshot.status}).",
+        )
+    if overrides["db_instance_identifier"] in self.databases:
+        raise rds_exceptions.DBInstanceAlreadyExists()
+    original = snapshot.database
+    props = {}
+    for key, value in original.__dict__.items():
+        key = key.lstrip("_")
+        if key not in _NOT_INHERITED:
+            props[key] = copy.copy(value)
+    if not original.option_group_supplied:
+        props.pop("option_group_name", None)
+    props["kms_key_id"] = snapshot.kms_key_id
+    props["storage_encrypted"] = snapshot.encrypted
+    props["tags"] = list(snapshot.database.tags or [])
+    if overrides.get("allocated_storage") and overrides["allocated_storage"] < snapshot.allocated_storage:
+        raise rds_exceptions.InvalidParameterValue(
+            "The allocated storage size can't be less than the source snapshot or backup size."
+        )
+    for key, value in overrides.items():
+        if value is not None and not (key == "tags" and not value):
+            props[key] = value
+    database = self.create_db_instance(props)
+    if _held(_instance_holds, database.db_instance_identifier, snapshot.db_snapshot_identifier):
+        database.status = "creating"
+    return database
+
+
+RDSBackend.restore_db_instance_from_db_snapshot = restore_db_instance_from_db_snapshot
+
+
+# --- DeleteDBInstance ------------------------------------------------------------
+# "SkipFinalSnapshot ... If you don't enable this parameter, you must specify the
+# FinalDBSnapshotIdentifier parameter"; "FinalDBSnapshotIdentifier ... If you enable
+# this parameter and also enable SkipFinalShapshot, the command results in an error";
+# "When a DB instance is in a failure state and has a status of failed,
+# incompatible-restore, or incompatible-network, RDS can delete the instance only if
+# you enable this parameter" (DeleteDBInstance, API reference). moto deleted in all
+# three cases. AWS answers InvalidParameterCombination "FinalDBSnapshotIdentifier is
+# required unless SkipFinalSnapshot is specified." for the first; deleting an instance
+# already being deleted is InvalidDBInstanceState. A delete takes time: under
+# hold-instances the instance stays ``deleting`` (and describable) until finished.
+_orig_delete_db_instance_response = RDSResponse.delete_db_instance
+
+
+def delete_db_instance_response(self):
+    identifier = self.params.get("DBInstanceIdentifier") or ""
+    skip = bool(self.params.get("SkipFinalSnapshot"))
+    final = self.params.get("FinalDBSnapshotIdentifier")
+    database = self.backend.databases.get(identifier)
+    if database is not None:
+        if database.status == "deleting":
+            raise rds_exceptions.RDSClientError(
+                "InvalidDBInstanceState", f"Instance {identifier} is already being deleted."
+            )
+        if skip and final:
+            raise rds_exceptions.InvalidParameterCombination(
+                "FinalDBSnapshotIdentifier cannot be specified when SkipFinalSnapshot is enabled."
+            )
+        if not skip and not final:
+            raise rds_exceptions.InvalidParameterCombination(
+                "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified."
+            )
+        if not skip and database.status in ("failed", "incompatible-restore", "incompatible-network"):
+            raise rds_exceptions.RDSClientError(
+                "InvalidDBInstanceState",
+                f"Instance {identifier} is in {database.status} state; it can only be deleted with SkipFinalSnapshot.",
+            )
+    result = _orig_delete_db_instance_response(self)
+    if database is not None and _held(_instance_holds, database.db_instance_identifier):
+        database.status = "deleting"
+        self.backend.databases[database.db_instance_identifier] = database
+    return result
+
+
+RDSResponse.delete_db_instance = delete_db_instance_response
+
+
+# --- control endpoints ---------------------------------------------------------
+def _find_snapshot(body):
+    backend = _rds(body.get("region"))
+    snapshots = backend.cluster_snapshots if body.get("cluster") else backend.database_snapshots
+    if body["id"] not in snapshots:
+        raise KeyError(f"no {'cluster ' if body.get('cluster') else ''}snapshot {body['id']} in {backend.region_name}")
+    return snapshots[body["id"]]
+
+
+def _set_created(snapshot, epoch):
+    if epoch is None:
+        return
+    when = datetime.datetime.fromtimestamp(float(epoch), datetime.timezone.utc).replace(tzinfo=None)
+    snapshot.created = when
+    if hasattr(snapshot, "original_snapshot_create_time"):
+        snapshot.original_snapshot_create_time = when
+
+
+def rds_hold_copies(body):
+    return _set_hold(_snapshot_holds, body)
+
+
+def rds_hold_instances(body):
+    return _set_hold(_instance_holds, body)
+
+
+def rds_finish_snapshot(body):
+    snapshot = _find_snapshot(body)
+    snapshot.status = body.get("status", "available")
+    if snapshot.status == "available":
+        snapshot.percent_progress = 100
+    return {"status": snapshot.status}
+
+
+def rds_automated_snapshot(body):
+    backend = _rds(body.get("region"))
+    if body.get("cluster"):
+        snapshot = backend.create_auto_cluster_snapshot(body["cluster"], body["id"])
+    else:
+        snapshot = backend.create_auto_snapshot(body["instance"], body["id"])
+    _set_created(snapshot, body.get("created"))
+    return {"arn": snapshot.arn}
+
+
+def rds_snapshot_time(body):
+    _set_created(_find_snapshot(body), body["created"])
+    return {}
+
+
+def kms_key(body):
+    """A symmetric KMS key in a Region, for encrypted instances and copies (the tests
+    have no KMS client of their own). Returns its ARN."""
+    kms = get_backend("kms")[ACCOUNT][body.get("region", "us-east-1")]
+    key = kms.create_key(None, "ENCRYPT_DECRYPT", "SYMMETRIC_DEFAULT", body.get("description", "harness"), None)
+    return {"arn": key.arn}
+
+
+def rds_finish_instance(body):
+    backend = _rds(body.get("region"))
+    database = backend.databases[body["id"]]
+    if body.get("status") == "deleted":
+        backend.databases.pop(body["id"], None)
+        return {"status": "deleted"}
+    database.status = body.get("status", "available")
+    return {"status": database.status}
 
 
 # ---------------------------------------------------------------------------
@@ -1037,6 +1792,15 @@ CONTROL = {
     "/_bridge/ecr/pushed-at": pushed_at,
     "/_bridge/rds/endpoint": rds_endpoint,
     "/_bridge/rds/storage-modified": rds_storage_modified,
+    "/_bridge/rds/hold-copies": rds_hold_copies,
+    "/_bridge/rds/hold-instances": rds_hold_instances,
+    "/_bridge/rds/finish-snapshot": rds_finish_snapshot,
+    "/_bridge/rds/finish-instance": rds_finish_instance,
+    "/_bridge/rds/automated-snapshot": rds_automated_snapshot,
+    "/_bridge/rds/snapshot-time": rds_snapshot_time,
+    "/_bridge/rds/quota": rds_quota,
+    "/_bridge/rds/copy-limit": rds_copy_limit,
+    "/_bridge/kms/key": kms_key,
 }
 
 
