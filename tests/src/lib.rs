@@ -4,7 +4,7 @@
 //! bridge's control calls), [`Stack`] (one test's names, clients, on-call topic
 //! and configuration, the call log and fault injection) and [`pages`] (what
 //! on-call received). Fixtures per area: [`ecs`], [`events`], [`template`],
-//! [`rotation`], [`postgres`], [`alarms`]; [`logs`] captures log lines.
+//! [`rotation`], [`postgres`], [`alarms`], [`snapshots`]; [`logs`] captures log lines.
 //!
 //! One emulator serves a whole test binary; every [`Stack`] uses names of its own,
 //! so tests run in parallel without resetting each other's state.
@@ -17,6 +17,7 @@ pub mod logs;
 pub mod pages;
 pub mod postgres;
 pub mod rotation;
+pub mod snapshots;
 pub mod template;
 
 pub use emulator::*;
