@@ -182,3 +182,45 @@ fn every_alarm_sample_parses_in_every_delivery_form() {
     }
     assert_eq!(forms.len(), 3, "all three delivery forms have samples");
 }
+
+/// Every sample in `events/snapshot/` (RDS's documented shapes, and the
+/// template's schedules) parses into the input its name says.
+#[test]
+fn every_snapshot_sample_parses_into_what_its_name_says() {
+    use snapshot::event::{parse, Input, What};
+    let dir = root().join("events/snapshot");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("events/snapshot exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 13, "a sample per snapshot event");
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let value: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let input = parse(value).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want = if name.contains("created") {
+            Some(What::Created)
+        } else if name.contains("copy-finished") {
+            Some(What::CopyFinished)
+        } else if name.contains("copy-cancelled") {
+            Some(What::CopyCancelled)
+        } else if name.contains("export-failed") {
+            Some(What::ExportFailed)
+        } else {
+            None
+        };
+        match (&input, want) {
+            (Input::Snapshot { what, .. }, Some(want)) => assert_eq!(*what, want, "{name}"),
+            (Input::Drill { region, .. }, None) if name.starts_with("drill-") => {
+                assert_eq!(region, "us-west-2", "{name}")
+            }
+            (Input::Schedule { backup, .. }, None) if name.starts_with("snapshot-") => {
+                assert_eq!(*backup, name == "snapshot-backup.json", "{name}")
+            }
+            _ => panic!("{name} parsed as {input:?}"),
+        }
+    }
+}
