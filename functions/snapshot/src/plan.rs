@@ -241,10 +241,16 @@ pub fn copies(ctx: &Ctx, view: &View, budget: &mut Budget) -> Vec<Step> {
             q.used += 1;
         }
         budget.free -= 1;
+        // An unencrypted DB snapshot copied with a key comes out encrypted; an
+        // unencrypted cluster snapshot cannot take one (CopyDBClusterSnapshot refuses).
+        let kms_key = match (source.kind, source.encrypted) {
+            (Kind::Cluster, false) => None,
+            _ => dr.kms_key.clone(),
+        };
         steps.push(Step::Copy {
             source: source.clone(),
             target,
-            kms_key: dr.kms_key.clone(),
+            kms_key,
         });
     }
     steps
