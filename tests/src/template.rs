@@ -1,31 +1,41 @@
-//! `template.yaml` as the tests read it: decoded by cfn-lint (the set-up's venv),
-//! so CloudFormation's short forms (`!Ref`, `!Sub`) come back as their long
-//! forms, and the events its schedules send, built from what it configures.
+//! `template.yaml` (and `dr-region.yaml`) as the tests read them: decoded by
+//! cfn-lint (the set-up's venv), so CloudFormation's short forms (`!Ref`,
+//! `!Sub`) come back as their long forms, and the events their schedules send
+//! and rules take, built from what they configure.
 
 use crate::{python, root, ACCOUNT, REGION};
 use serde_json::Value;
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// A template of the repository's root, as JSON.
+fn load(file: &str) -> Value {
+    let script = "import json, sys\n\
+                  from cfnlint.decode import cfn_yaml\n\
+                  json.dump(cfn_yaml.load(sys.argv[1]), sys.stdout)";
+    let out = Command::new(python())
+        .args(["-c", script])
+        .arg(root().join(file))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; run `make setup`", python().display()));
+    assert!(
+        out.status.success(),
+        "decoding {file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("template as JSON")
+}
+
 /// The whole template as JSON.
 pub fn template() -> &'static Value {
     static TEMPLATE: OnceLock<Value> = OnceLock::new();
-    TEMPLATE.get_or_init(|| {
-        let script = "import json, sys\n\
-                      from cfnlint.decode import cfn_yaml\n\
-                      json.dump(cfn_yaml.load(sys.argv[1]), sys.stdout)";
-        let out = Command::new(python())
-            .args(["-c", script])
-            .arg(root().join("template.yaml"))
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}; run `make setup`", python().display()));
-        assert!(
-            out.status.success(),
-            "decoding template.yaml: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("template as JSON")
-    })
+    TEMPLATE.get_or_init(|| load("template.yaml"))
+}
+
+/// `dr-region.yaml`, the stack of the DR region, as JSON.
+pub fn dr_region() -> &'static Value {
+    static TEMPLATE: OnceLock<Value> = OnceLock::new();
+    TEMPLATE.get_or_init(|| load("dr-region.yaml"))
 }
 
 /// A resource's `Properties`.
@@ -91,6 +101,20 @@ pub fn event_pattern(
         .unwrap_or_else(|| panic!("{function}.{event} has no Pattern"))
 }
 
+/// The `EventPattern` of the `AWS::Events::Rule` resource `rule` of `template`,
+/// resolved as [`event_pattern`] resolves a function's.
+pub fn rule_pattern(
+    template: &Value,
+    rule: &str,
+    parameters: &[(&str, &str)],
+    conditions: &[(&str, bool)],
+) -> Value {
+    let r = &template["Resources"][rule];
+    assert_eq!(r["Type"], "AWS::Events::Rule", "{rule} is not a rule");
+    resolve(&r["Properties"]["EventPattern"], parameters, conditions)
+        .unwrap_or_else(|| panic!("{rule} has no EventPattern"))
+}
+
 /// `value` with `Ref` and `Fn::If` resolved; `None` for `AWS::NoValue`.
 fn resolve(
     value: &Value,
@@ -138,15 +162,24 @@ fn resolve(
 
 /// Whether EventBridge would match `event` against `pattern`: every field the
 /// pattern names must be in the event, a list matches when one of its entries
-/// does (an exact value, or `{"prefix": ...}`), and objects match field by field.
+/// does (an exact value, `{"prefix": ...}`, or `{"exists": ...}`), objects
+/// match field by field, and `"$or"` matches when one of its patterns does.
 /// Other content filters are not supported here and fail the test.
 pub fn pattern_matches(pattern: &Value, event: &Value) -> bool {
     let Value::Object(fields) = pattern else {
         panic!("a pattern is an object: {pattern}");
     };
     fields.iter().all(|(key, expected)| {
+        if key == "$or" {
+            let branches = expected.as_array().expect("$or takes a list of patterns");
+            return branches.iter().any(|b| pattern_matches(b, event));
+        }
         let Some(actual) = event.get(key) else {
-            return false;
+            // Only `{"exists": false}` matches a field the event does not have.
+            return expected.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|e| e.get("exists") == Some(&Value::Bool(false)))
+            });
         };
         match expected {
             Value::Object(_) => pattern_matches(expected, actual),
@@ -166,10 +199,12 @@ pub fn pattern_matches(pattern: &Value, event: &Value) -> bool {
 
 fn entry_matches(entry: &Value, value: &Value) -> bool {
     match entry {
-        Value::Object(filter) => match (filter.get("prefix"), filter.len()) {
-            (Some(Value::String(prefix)), 1) => value
+        Value::Object(filter) => match (filter.get("prefix"), filter.get("exists"), filter.len()) {
+            (Some(Value::String(prefix)), None, 1) => value
                 .as_str()
                 .is_some_and(|v| v.starts_with(prefix.as_str())),
+            // The field is there (absent fields are handled by the caller).
+            (None, Some(Value::Bool(exists)), 1) => *exists,
             _ => panic!("content filter not supported by this check: {entry}"),
         },
         literal => literal == value,

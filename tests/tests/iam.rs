@@ -18,6 +18,7 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("autopilot-rotate", "RotateFunction"),
     ("autopilot-pagerduty", "PagerDutyRelayFunction"),
     ("autopilot-remediate", "RemediateFunction"),
+    ("autopilot-snapshot", "SnapshotFunction"),
 ];
 
 /// Calls the suite must have seen, so the check cannot pass on an empty log.
@@ -31,6 +32,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("autopilot-pagerduty", "secretsmanager:GetSecretValue"),
     ("autopilot-remediate", "cloudwatch:DescribeAlarms"),
     ("autopilot-remediate", "dynamodb:PutItem"),
+    ("autopilot-snapshot", "rds:DescribeDBSnapshots"),
+    ("autopilot-snapshot", "rds:CopyDBSnapshot"),
 ];
 
 /// Every AWS call remediate's code makes, by SigV4 signing name: what the
@@ -51,6 +54,37 @@ const REMEDIATE_CALLS: &[(&str, &str)] = &[
     ("rds", "DescribeDBInstances"),
     ("rds", "ModifyDBInstance"),
     ("sns", "Publish"),
+];
+
+/// Every AWS call snapshot's code makes (functions/snapshot/src: observe, apply,
+/// drill, and the pager), by SigV4 signing name.
+const SNAPSHOT_CALLS: &[(&str, &str)] = &[
+    ("rds", "DescribeDBSnapshots"),
+    ("rds", "DescribeDBClusterSnapshots"),
+    ("rds", "DescribeDBInstances"),
+    ("rds", "DescribeAccountAttributes"),
+    ("rds", "CreateDBSnapshot"),
+    ("rds", "CreateDBClusterSnapshot"),
+    ("rds", "CopyDBSnapshot"),
+    ("rds", "CopyDBClusterSnapshot"),
+    ("rds", "AddTagsToResource"),
+    ("rds", "DeleteDBSnapshot"),
+    ("rds", "DeleteDBClusterSnapshot"),
+    ("rds", "RestoreDBInstanceFromDBSnapshot"),
+    ("rds", "DeleteDBInstance"),
+    ("secretsmanager", "GetSecretValue"),
+    ("sns", "Publish"),
+];
+
+/// Permissions snapshot needs that are not calls of its own: the permission-only
+/// action of a cross-region copy, and what RDS and Secrets Manager do with KMS
+/// keys on its behalf (Service Authorization Reference for Amazon RDS; RDS User
+/// Guide, "AWS KMS key management").
+const SNAPSHOT_ON_ITS_BEHALF: &[&str] = &[
+    "rds:CrossRegionCommunication",
+    "kms:CreateGrant",
+    "kms:DescribeKey",
+    "kms:Decrypt",
 ];
 
 /// The IAM prefix of a SigV4 signing name, where they differ. CloudWatch signs as
@@ -217,5 +251,36 @@ fn the_template_grants_remediate_every_call_its_code_makes() {
     assert!(
         extra.is_empty(),
         "RemediateFunction is granted actions its code does not call: {extra:?}"
+    );
+}
+
+/// The grant check above needs a full run's call log; this one holds the template
+/// to every call in snapshot's code on its own, and to nothing more.
+#[test]
+fn the_template_grants_snapshot_every_call_its_code_makes() {
+    let granted = granted("SnapshotFunction");
+    let missing: Vec<String> = SNAPSHOT_CALLS
+        .iter()
+        .map(|(service, operation)| format!("{}:{operation}", iam_prefix(service)))
+        .chain(SNAPSHOT_ON_ITS_BEHALF.iter().map(|a| a.to_string()))
+        .filter(|action| !granted.iter().any(|g| allows(g, action)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "template.yaml does not grant SnapshotFunction: {missing:?}"
+    );
+    let extra: Vec<&String> = granted
+        .iter()
+        .filter(|g| {
+            *g != "sqs:SendMessage"
+                && !SNAPSHOT_ON_ITS_BEHALF.contains(&g.as_str())
+                && !SNAPSHOT_CALLS.iter().any(|(service, operation)| {
+                    allows(&format!("{}:{operation}", iam_prefix(service)), g)
+                })
+        })
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "SnapshotFunction is granted actions its code does not call: {extra:?}"
     );
 }
