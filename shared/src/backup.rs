@@ -84,6 +84,12 @@ pub fn check_db_identifier(id: &str) -> Result<(), String> {
     crate::config::check_name(id, INSTANCE_ID_LIMIT, |c| {
         c.is_ascii_alphanumeric() || c == '-'
     })?;
+    if id.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!(
+            "`{id}` has capitals: RDS stores identifiers in lower case, so write `{}`",
+            id.to_ascii_lowercase()
+        ));
+    }
     if !id.starts_with(|c: char| c.is_ascii_alphabetic()) || id.contains("--") || id.ends_with('-')
     {
         return Err(format!(

@@ -130,18 +130,41 @@ impl Deployer {
                 )])
             }
         };
-        self.deploy(push, targets).await
+        self.deploy(push, targets, None).await
     }
 
     /// The push path for `targets`: the pre-deploy snapshot gate, then observe, plan, apply.
+    /// `resumed` is the pre-deploy snapshot `(db, id)` whose event resumed the push.
     async fn deploy(
         &self,
         push: push::Push,
         targets: Vec<&ServiceTarget>,
+        resumed: Option<(&str, &str)>,
     ) -> Result<Vec<Outcome>, DeployError> {
-        let (targets, mut outcomes) = self.snapshot_gate(&push, targets).await?;
+        let (targets, mut outcomes, refused) = self.snapshot_gate(&push, targets, resumed).await?;
+        let result = self.deploy_open(&push, targets, &mut outcomes).await;
+        match (refused, result) {
+            (None, Ok(())) => Ok(outcomes),
+            // A snapshot that could not be taken fails the invocation (retried,
+            // then dead-lettered) after the services that did not wait on it were deployed.
+            (Some(e), Ok(())) => {
+                outcomes.iter().for_each(Outcome::log);
+                Err(e)
+            }
+            (None, Err(e)) => Err(e),
+            (Some(a), Err(b)) => Err(DeployError::Several(vec![a, b])),
+        }
+    }
+
+    async fn deploy_open(
+        &self,
+        push: &push::Push,
+        targets: Vec<&ServiceTarget>,
+        outcomes: &mut Vec<Outcome>,
+    ) -> Result<(), DeployError> {
+        let push = push.clone();
         if targets.is_empty() {
-            return Ok(outcomes);
+            return Ok(());
         }
         let concurrency = self.config.concurrency;
         let observed = observe::push(&self.ecs, &self.ecr, &push, &targets, concurrency).await?;
@@ -154,7 +177,7 @@ impl Deployer {
                     push.digest, push.repository
                 ),
             ));
-            return Ok(outcomes);
+            return Ok(());
         };
         let decisions = observed
             .services
@@ -162,17 +185,20 @@ impl Deployer {
             .map(|(target, obs)| (*target, push::plan_service(&push, target, obs, &times)))
             .collect();
         outcomes.extend(self.apply().push(&push, decisions, concurrency).await?);
-        Ok(outcomes)
+        Ok(())
     }
 
     /// Holds back the services that ask for a snapshot first until it is
     /// available: takes it, waits for it, or pages that it failed. Returns the
     /// services that may be deployed now, and what was done for the others.
+    #[allow(clippy::type_complexity)]
     async fn snapshot_gate<'c>(
         &self,
         push: &push::Push,
         targets: Vec<&'c ServiceTarget>,
-    ) -> Result<(Vec<&'c ServiceTarget>, Vec<Outcome>), DeployError> {
+        resumed: Option<(&str, &str)>,
+    ) -> Result<(Vec<&'c ServiceTarget>, Vec<Outcome>, Option<DeployError>), DeployError> {
+        let mut refused = None;
         let mut open = Vec::new();
         let mut outcomes = Vec::new();
         let mut by_db: Vec<(&str, Vec<&'c ServiceTarget>)> = Vec::new();
@@ -186,7 +212,10 @@ impl Deployer {
             }
         }
         for (db, waiting) in by_db {
-            let id = snapshot::snapshot_id(push, db, chrono::Utc::now());
+            let id = match resumed {
+                Some((resumed_db, resumed_id)) if resumed_db == db => resumed_id.to_string(),
+                _ => snapshot::snapshot_id(push, db),
+            };
             let services: Vec<String> = waiting.iter().map(|t| t.service_key()).collect();
             let found = snapshot::observe(&self.rds, &id).await?;
             let gate = match snapshot::gate(db, &id, found.as_ref()) {
@@ -217,7 +246,11 @@ impl Deployer {
                                     &e.to_string(),
                                 ))
                                 .await?;
-                            return Err(e.into());
+                            outcomes.extend(services.iter().map(|s| {
+                                Outcome::new(s, "refuse", e.to_string()).with("snapshot", &id)
+                            }));
+                            refused.get_or_insert(DeployError::from(e));
+                            continue;
                         }
                     }
                 }
@@ -243,7 +276,7 @@ impl Deployer {
                 snapshot::Gate::Create { .. } => {}
             }
         }
-        Ok((open, outcomes))
+        Ok((open, outcomes, refused))
     }
 
     /// A pre-deploy snapshot was created: resume the push it was taken for.
@@ -296,7 +329,8 @@ impl Deployer {
                 ),
             )]);
         }
-        self.deploy(push, targets).await
+        self.deploy(push, targets, Some((snap.db.as_str(), snap.id.as_str())))
+            .await
     }
 
     async fn on_deployment(&self, envelope: &Envelope) -> Result<Vec<Outcome>, DeployError> {

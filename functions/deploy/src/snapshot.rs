@@ -42,9 +42,11 @@ pub enum Gate {
     Blocked(String),
 }
 
-/// The snapshot a push takes of `db`.
-pub fn snapshot_id(push: &Push, db: &str, now: DateTime<Utc>) -> String {
-    backup::pre_deploy_id(db, push.event_time.unwrap_or(now), &push.digest)
+/// The snapshot a push takes of `db`: from the push's own event time and
+/// digest, never the clock, so every delivery of one push names the same one.
+pub fn snapshot_id(push: &Push, db: &str) -> String {
+    let time = push.event_time.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    backup::pre_deploy_id(db, time, &push.digest)
 }
 
 /// Decides the gate from what RDS said about the snapshot `id`. Pure.
@@ -55,6 +57,12 @@ pub fn gate(db: &str, id: &str, found: Option<&PreSnapshot>) -> Gate {
             id: id.to_string(),
         };
     };
+    if snap.db != db || snap.tags.get(tag::CREATED_BY).map(String::as_str) != Some(BY_DEPLOY) {
+        return Gate::Blocked(format!(
+            "snapshot {id} exists but is not deploy's snapshot of {db} (it is of `{}`)",
+            snap.db
+        ));
+    }
     match snap.status.as_str() {
         "available" => Gate::Open,
         "creating" | "pending" | "backing-up" => Gate::Wait(format!(
@@ -230,9 +238,8 @@ mod tests {
 
     #[test]
     fn the_id_is_the_same_for_every_delivery_of_one_push() {
-        let later = Utc::now();
         assert_eq!(
-            snapshot_id(&push(), "orders-db", later),
+            snapshot_id(&push(), "orders-db"),
             "autopilot-orders-db-predeploy-20261124031042-0123456789ab"
         );
     }

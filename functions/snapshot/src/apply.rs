@@ -184,8 +184,20 @@ impl Apply<'_> {
                 }
                 self.check(&instance, copy.as_ref()).await
             }
-            Step::RemoveDrill { instance, reason } => {
+            Step::RemoveDrill {
+                instance,
+                reason,
+                failed_copy,
+            } => {
                 if !dry {
+                    if let Some(copy) = failed_copy {
+                        self.add_tags(
+                            &copy.region,
+                            &copy.arn,
+                            vec![tag(tag::DRILL, format!("failed {}", stamp(self.now)))],
+                        )
+                        .await?;
+                    }
                     self.remove_drill(&instance).await?;
                 }
                 Ok(Outcome::new(
@@ -445,7 +457,8 @@ impl Apply<'_> {
                 if is_code(
                     &e,
                     &["InvalidDBInstanceState", "InvalidDBInstanceStateFault"],
-                ) && e.to_string().contains("deleting") =>
+                ) && aws_sdk_rds::error::ProvideErrorMetadata::message(&e)
+                    .is_some_and(|m| m.contains("deleting")) =>
             {
                 Ok(())
             }

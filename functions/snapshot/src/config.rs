@@ -150,6 +150,12 @@ impl Config {
             Some(dr_region) => {
                 let dr_region = dr_region.trim().to_string();
                 check_region(DR_REGION, &dr_region)?;
+                if dr_region == region {
+                    return Err(ConfigError::new(
+                        DR_REGION,
+                        format!("is {region}, the function's own region: copies must go to another region"),
+                    ));
+                }
                 let kms_key = lookup(DR_KMS_KEY).filter(|k| !k.trim().is_empty());
                 if let Some(key) = &kms_key {
                     check_kms_key(key, &dr_region)?;

@@ -49,10 +49,12 @@ pub enum Step {
         instance: DrillInstance,
         copy: Option<Snap>,
     },
-    /// Delete a drill instance (no final snapshot).
+    /// Delete a drill instance (no final snapshot); when the drill failed,
+    /// record that on `failed_copy` first, so the next drill waits the interval.
     RemoveDrill {
         instance: DrillInstance,
         reason: String,
+        failed_copy: Option<Snap>,
     },
     Page(Box<Page>),
     /// Nothing to do, and why (logged as an outcome).
@@ -167,7 +169,7 @@ fn due_for_copy<'v>(ctx: &Ctx, view: &'v View) -> Vec<&'v Snap> {
     let mut due: Vec<&Snap> = view
         .source
         .iter()
-        .filter(|s| s.available() && s.db == view.db.id)
+        .filter(|s| s.available() && s.db == view.db.id && !s.is_copy())
         .collect();
     due.sort_by_key(|s| std::cmp::Reverse(s.created));
     due.into_iter()
@@ -372,6 +374,10 @@ pub fn drill(ctx: &Ctx, view: &View) -> Vec<Step> {
         if !inst.ours() {
             return vec![page(pages::drill_blocked(ctx.config, db, inst))];
         }
+        let copy_of_drill = inst
+            .tag(tag::SOURCE)
+            .and_then(|arn| view.dr.iter().find(|s| s.arn == arn))
+            .cloned();
         let started = inst.started();
         let overdue = started.is_none_or(|t| t < ctx.ago(ctx.config.drill.timeout));
         return match inst.status.as_str() {
@@ -392,6 +398,7 @@ pub fn drill(ctx: &Ctx, view: &View) -> Vec<Step> {
                 Step::RemoveDrill {
                     instance: inst.clone(),
                     reason: format!("restore ended in status {}", inst.status),
+                    failed_copy: copy_of_drill.clone(),
                 },
             ],
             _ if overdue => vec![
@@ -410,14 +417,12 @@ pub fn drill(ctx: &Ctx, view: &View) -> Vec<Step> {
                 Step::RemoveDrill {
                     instance: inst.clone(),
                     reason: "the drill ran past its timeout".into(),
+                    failed_copy: copy_of_drill.clone(),
                 },
             ],
             "available" => vec![Step::Check {
                 instance: inst.clone(),
-                copy: inst
-                    .tag(tag::SOURCE)
-                    .and_then(|arn| view.dr.iter().find(|s| s.arn == arn))
-                    .cloned(),
+                copy: copy_of_drill,
             }],
             other => vec![note(
                 &inst.id,
