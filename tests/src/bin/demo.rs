@@ -11,6 +11,12 @@
 //! memory alarm inside the cooldown is refused, the CPU alarm's OK resolves the
 //! page, and once the cooldown has passed the sweep scales it back in; the audit
 //! trail is printed from the guardrail table.
+//! Then the snapshot story across two Regions: a person's snapshot of the
+//! encrypted `orders-db` is copied to us-west-2 with the DR key and confirmed;
+//! the hourly check prunes autopilot's old snapshots in both Regions, keeps a
+//! foreign one, and starts a restore drill, which logs in to the restored copy
+//! (the harness's TLS PostgreSQL) and pages its result; last, a cancelled copy
+//! and a missing DR key page critical.
 //! With `--serve` it keeps the emulator up afterwards for `cargo lambda invoke`.
 
 use autopilot_shared::Report;
@@ -133,12 +139,15 @@ async fn main() {
 
     rotation_story(&stack, &cluster).await;
     remediation_story(&stack, &cluster).await;
+    let dr_key = snapshot_story(&stack).await;
 
     if serve {
         println!("Emulator stays up for local invokes:");
         println!("   AWS_ENDPOINT_URL={} AWS_REGION={REGION} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \\", emulator().endpoint());
         println!("   AUTOPILOT_TOPIC_ARN={} AUTOPILOT_SERVICES='[{{\"repository\":\"backend\",\"cluster\":\"prod\",\"service\":\"backend\",\"container\":\"app\"}}]' cargo lambda watch", stack.topic_arn);
         println!("   cargo lambda invoke deploy --data-file events/ecr-push-untagged.json");
+        println!("   (snapshot also needs AUTOPILOT_SNAPSHOT_DATABASES='[{{\"instance\":\"orders-db\"}}]' AUTOPILOT_SNAPSHOT_DR_REGION=us-west-2 AUTOPILOT_SNAPSHOT_DR_KMS_KEY={dr_key})");
+        println!("   cargo lambda invoke snapshot --data-file events/snapshot/db-snapshot-copy-cancelled.json");
         println!("Press Ctrl-C to stop.");
         std::thread::park();
     }
@@ -329,6 +338,315 @@ async fn remediation_story(stack: &Stack, cluster: &str) {
         }
     }
     println!();
+}
+
+/// The snapshot story: a DR copy, retention, a restore drill, and two failures.
+/// Returns the DR key's ARN (for `--serve`).
+async fn snapshot_story(stack: &Stack) -> String {
+    use autopilot_shared::backup::{self, reason, stamp, tag, BY_SNAPSHOT};
+    use autopilot_tests::postgres::{ident, literal, postgres_tls, ADMIN_PASSWORD};
+    use autopilot_tests::snapshots::{self as snaps, Db, DR, SOURCE};
+    use chrono::{Duration, DurationRound, Utc};
+    use snapshot::config as cfg;
+    use snapshot::Snapshotter;
+
+    let db = "orders-db";
+    let drill_instance = backup::drill_instance_id(db);
+    let tags = |t: &std::collections::BTreeMap<String, String>| {
+        t.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+
+    // The restore drill logs in to the restored copy with the application's
+    // secret; the harness's TLS-only PostgreSQL plays that copy.
+    let pg = postgres_tls();
+    let ca = pg.ca.clone().expect("the TLS server's CA");
+    pg.exec(&format!(
+        "CREATE ROLE {} LOGIN PASSWORD {}",
+        ident("orders_app"),
+        literal("backup-time-password")
+    ))
+    .await;
+    pg.exec("CREATE DATABASE orders").await;
+    let orders = pg
+        .login_to("orders", "postgres", ADMIN_PASSWORD)
+        .await
+        .expect("superuser login to orders");
+    orders
+        .batch_execute(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, total numeric NOT NULL);
+             INSERT INTO orders SELECT n, n * 10 FROM generate_series(1, 1042) AS n;
+             GRANT SELECT ON orders TO orders_app;",
+        )
+        .await
+        .expect("the orders table");
+    let secret = stack
+        .create_secret(
+            "prod/db/orders",
+            &json!({"engine": "postgres", "host": "orders-db.c1a2b3c4d5e6.us-east-1.rds.amazonaws.com",
+                    "port": 5432, "username": "orders_app", "password": "backup-time-password",
+                    "dbname": "orders"})
+            .to_string(),
+        )
+        .await;
+
+    let instance = snaps::create_instance(SOURCE, db, true).await;
+    let dr_key = snaps::kms_key(DR);
+    let databases = json!([{"instance": db, "drill": {"secret": secret,
+        "query": "SELECT count(*) FROM orders", "min": 1}}]);
+    let vars = |kms: bool| {
+        let mut vars = vec![
+            (cfg::AWS_REGION, SOURCE.to_string()),
+            (cfg::DATABASES, databases.to_string()),
+            (cfg::DR_REGION, DR.to_string()),
+            (cfg::KEEP, "2".to_string()),
+            (cfg::DB_CA_BUNDLE, ca.clone()),
+        ];
+        if kms {
+            vars.push((cfg::DR_KMS_KEY, dr_key.clone()));
+        }
+        vars
+    };
+    let config = |kms: bool| {
+        cfg::Config::from_lookup(stack.lookup(&vars(kms))).expect("valid snapshot configuration")
+    };
+    let snapshotter_retention = config(true).retention_days;
+    let snapshotter = Snapshotter::new(&stack.sdk, config(true)).expect("snapshotter");
+    println!("== 13. Backups in a second Region: RDS instance {db} in {SOURCE}, copies to {DR}");
+    println!(
+        "   {db}: encrypted with {}",
+        instance.kms_key_id().unwrap_or("?")
+    );
+    for (k, v) in vars(true) {
+        println!("   {k} = {v}");
+    }
+    println!(
+        "   ({DR}'s RDS events reach the function through the rule dr-region.yaml deploys there)\n"
+    );
+
+    println!("== 14. Before a migration, a person takes snapshot before-migration-42; EventBridge delivers");
+    println!("   events/snapshot/db-snapshot-manual-created.json (RDS-EVENT-0042)");
+    snaps::hold_copies("autopilot-dr-", true);
+    snaps::manual_snapshot(
+        SOURCE,
+        Db::Instance(db),
+        "before-migration-42",
+        &[("team", "orders")],
+    )
+    .await;
+    let mark = stack.calls().len();
+    run(
+        &snapshotter,
+        sample("events/snapshot/db-snapshot-manual-created.json"),
+    )
+    .await;
+    println!("   AWS calls made: {}", stack.calls()[mark..].join(" -> "));
+    let copy_id = backup::dr_copy_id("before-migration-42", false);
+    let show_copy = |label: &'static str| {
+        let copy_id = copy_id.clone();
+        async move {
+            let copy = snaps::snapshot(DR, Db::Instance(db), &copy_id)
+                .await
+                .expect("the DR copy");
+            println!("   {label} {copy_id} in {DR}: {}", copy.status);
+            println!(
+                "     KMS key  {}",
+                copy.kms_key_id.as_deref().unwrap_or("none")
+            );
+            println!("     tags     {}", tags(&copy.tags));
+        }
+    };
+    show_copy("copy").await;
+    println!("\n   RDS finishes the copy; the rule in {DR} forwards events/snapshot/db-snapshot-copy-finished-cross-region.json (RDS-EVENT-0060)");
+    snaps::finish_snapshot(DR, &copy_id, false, "available");
+    snaps::hold_copies("autopilot-dr-", false);
+    run(
+        &snapshotter,
+        sample("events/snapshot/db-snapshot-copy-finished-cross-region.json"),
+    )
+    .await;
+    show_copy("copy").await;
+    print_pages(stack).await;
+
+    println!(
+        "== 15. Weeks of backups, then the hourly check (events/snapshot/snapshot-check.json)"
+    );
+    let day = Utc::now().duration_trunc(Duration::days(1)).unwrap();
+    for days in [35, 28, 21, 14] {
+        let taken = day - Duration::days(days) + Duration::hours(3);
+        let id = backup::scheduled_id(db, taken, false);
+        let arn = snaps::manual_snapshot(
+            SOURCE,
+            Db::Instance(db),
+            &id,
+            &[
+                (tag::CREATED_BY, BY_SNAPSHOT),
+                (tag::REASON, reason::SCHEDULED),
+                (tag::DB, db),
+            ],
+        )
+        .await;
+        snaps::set_snapshot_time(SOURCE, &id, false, taken.timestamp());
+        let copy = backup::dr_copy_id(&id, false);
+        let copy_arn = snaps::copy_snapshot(DR, false, &arn, &copy, Some(&dr_key)).await;
+        snaps::rds(DR)
+            .await
+            .add_tags_to_resource()
+            .resource_name(&copy_arn)
+            .tags(snaps::tag(tag::REASON, reason::DR_COPY))
+            .tags(snaps::tag(tag::SOURCE, &arn))
+            .tags(snaps::tag(tag::COPY_STARTED, &stamp(taken)))
+            .tags(snaps::tag(
+                tag::CONFIRMED,
+                &stamp(taken + Duration::minutes(40)),
+            ))
+            .send()
+            .await
+            .expect("tag the old copy");
+        snaps::set_snapshot_time(DR, &copy, false, (taken + Duration::minutes(5)).timestamp());
+    }
+    let foreign_time = day - Duration::days(60) + Duration::hours(2);
+    let foreign = format!("nightly-orders-db-{}", foreign_time.format("%Y%m%d"));
+    snaps::manual_snapshot(
+        SOURCE,
+        Db::Instance(db),
+        &foreign,
+        &[(tag::CREATED_BY, BY_SNAPSHOT)],
+    )
+    .await;
+    snaps::set_snapshot_time(SOURCE, &foreign, false, foreign_time.timestamp());
+    let automated_time = day - Duration::days(40) + Duration::hours(3) + Duration::minutes(10);
+    snaps::automated_snapshot(
+        SOURCE,
+        Db::Instance(db),
+        &format!("rds:{db}-{}", automated_time.format("%Y-%m-%d-%H-%M")),
+        automated_time.timestamp(),
+    );
+    let list = |region: &'static str| async move {
+        let mut all = snaps::snapshots(region, Db::Instance(db)).await;
+        all.sort_by_key(|s| std::cmp::Reverse(s.created));
+        for s in all {
+            let age = (Utc::now().timestamp() - s.created) / 86_400;
+            let whose = match s.tags.get(tag::CREATED_BY) {
+                Some(by) if s.id.starts_with(backup::PREFIX) => format!("autopilot's ({by})"),
+                Some(by) => format!("not autopilot's name, though tagged {by}"),
+                None => "not autopilot's".to_string(),
+            };
+            println!("     {:<48} {:>2} days  {:<9} {whose}", s.id, age, s.kind);
+        }
+    };
+    println!("   autopilot's nightly snapshots of the last five weeks, each with its DR copy (made by fixtures,");
+    println!("   their create times moved back), a person's nightly-… snapshot tagged to look like autopilot's,");
+    println!("   and an automated backup. Retention: {} days (the default), keep the newest 2 of autopilot's per Region.", snapshotter_retention);
+    println!("   {SOURCE} before:");
+    list(SOURCE).await;
+    println!("   {DR} before:");
+    list(DR).await;
+    snaps::hold_instances(&drill_instance, true);
+    println!();
+    let mark = stack.calls().len();
+    run(&snapshotter, sample("events/snapshot/snapshot-check.json")).await;
+    println!("   AWS calls made: {}", stack.calls()[mark..].join(" -> "));
+    println!("   {SOURCE} after:");
+    list(SOURCE).await;
+    println!("   {DR} after:");
+    list(DR).await;
+    println!(
+        "   drill instance {drill_instance} in {DR}: {}",
+        snaps::instance_status(DR, &drill_instance)
+            .await
+            .unwrap_or_else(|| "none".into())
+    );
+    print_pages(stack).await;
+
+    println!("== 16. The restore drill");
+    println!("   prod/db/orders was rotated after the backup was taken: its AWSCURRENT password is not in the");
+    println!(
+        "   backup, its AWSPREVIOUS one is. Its host is production's, which the drill never uses."
+    );
+    stack
+        .edit_secret(&secret, |v| {
+            v["password"] = json!("rotated-after-the-backup")
+        })
+        .await;
+    snaps::finish_instance(DR, &drill_instance, "available");
+    snaps::point_at(DR, &drill_instance, pg.port);
+    println!("   RDS finishes the restore (the demo points its endpoint at the TLS PostgreSQL on 127.0.0.1:{},", pg.port);
+    println!("   verified against the harness CA) and the rule in {DR} forwards events/snapshot/drill-instance-restored.json");
+    let mark = stack.calls().len();
+    run(
+        &snapshotter,
+        sample("events/snapshot/drill-instance-restored.json"),
+    )
+    .await;
+    println!(
+        "   AWS calls made: {} (AWSCURRENT was refused, AWSPREVIOUS logged in)",
+        stack.calls()[mark..].join(" -> ")
+    );
+    let copy = snaps::snapshot(DR, Db::Instance(db), &copy_id)
+        .await
+        .expect("the drilled copy");
+    println!(
+        "   {copy_id}: {}={}",
+        tag::DRILL,
+        copy.tags
+            .get(tag::DRILL)
+            .map(String::as_str)
+            .unwrap_or("none")
+    );
+    let status = snaps::instance_status(DR, &drill_instance).await;
+    println!(
+        "   drill instance {drill_instance}: {} (no final snapshot)",
+        status.as_deref().unwrap_or("gone")
+    );
+    if status.is_some() {
+        snaps::finish_instance(DR, &drill_instance, "deleted");
+    }
+    snaps::hold_instances(&drill_instance, false);
+    print_pages(stack).await;
+
+    println!("== 17. Failures page: a DR copy is cancelled (events/snapshot/db-snapshot-copy-cancelled.json, RDS-EVENT-0061)");
+    run(
+        &snapshotter,
+        sample("events/snapshot/db-snapshot-copy-cancelled.json"),
+    )
+    .await;
+    println!("\n   and the function configured without AUTOPILOT_SNAPSHOT_DR_KMS_KEY meets an encrypted snapshot:");
+    let keyless = Snapshotter::new(&stack.sdk, config(false)).expect("snapshotter");
+    let id = "before-index-rebuild-7";
+    snaps::manual_snapshot(SOURCE, Db::Instance(db), id, &[]).await;
+    let mut created = sample("events/snapshot/db-snapshot-manual-created.json");
+    let arn = format!("arn:aws:rds:{SOURCE}:{ACCOUNT}:snapshot:{id}");
+    created["resources"] = json!([arn]);
+    created["detail"]["SourceArn"] = json!(arn);
+    created["detail"]["SourceIdentifier"] = json!(id);
+    run(&keyless, created).await;
+    print_pages(stack).await;
+    dr_key
+}
+
+/// Runs one snapshot invocation in-process and prints its outcomes.
+async fn run(snapshotter: &snapshot::Snapshotter, event: Value) -> Report {
+    match snapshotter
+        .handle(LambdaEvent::new(event, Context::default()))
+        .await
+    {
+        Ok(report) => {
+            print_report(&report);
+            report
+        }
+        Err(e) => {
+            eprintln!("invocation failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// A sample event from `events/`.
+fn sample(path: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(root().join(path)).unwrap()).unwrap()
 }
 
 async fn invoke(deployer: &Deployer, event: Value) -> Report {
