@@ -99,6 +99,17 @@ const TABLE: &[(&str, What, &str)] = &[
         What::ExportFailed,
         "The DB cluster snapshot export task was canceled",
     ),
+    // The event table's current wording of the two above.
+    (
+        "0162",
+        What::ExportFailed,
+        "The cluster snapshot export task failed",
+    ),
+    (
+        "0163",
+        What::ExportFailed,
+        "The cluster snapshot export task was canceled",
+    ),
 ];
 
 fn classify(detail: &RdsDetail) -> Option<(What, String)> {

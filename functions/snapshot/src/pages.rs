@@ -179,7 +179,7 @@ pub fn no_kms_key(config: &Config, source: &Snap) -> Page {
     .dedup_key(dedup_key(&source.db, "kms"))
     .fact(
         "to fix",
-        "set AUTOPILOT_SNAPSHOT_DR_KMS_KEY (the DrKmsKeyArn parameter) to a customer-managed key in the DR region",
+        "set AUTOPILOT_SNAPSHOT_DR_KMS_KEY (the SnapshotDrKmsKeyArn parameter) to a customer-managed key in the DR region",
     )
 }
 
