@@ -162,12 +162,11 @@ impl Deployer {
         targets: Vec<&ServiceTarget>,
         outcomes: &mut Vec<Outcome>,
     ) -> Result<(), DeployError> {
-        let push = push.clone();
         if targets.is_empty() {
             return Ok(());
         }
         let concurrency = self.config.concurrency;
-        let observed = observe::push(&self.ecs, &self.ecr, &push, &targets, concurrency).await?;
+        let observed = observe::push(&self.ecs, &self.ecr, push, &targets, concurrency).await?;
         let Some(times) = observed.times else {
             outcomes.push(Outcome::new(
                 &push.repository,
@@ -182,9 +181,9 @@ impl Deployer {
         let decisions = observed
             .services
             .iter()
-            .map(|(target, obs)| (*target, push::plan_service(&push, target, obs, &times)))
+            .map(|(target, obs)| (*target, push::plan_service(push, target, obs, &times)))
             .collect();
-        outcomes.extend(self.apply().push(&push, decisions, concurrency).await?);
+        outcomes.extend(self.apply().push(push, decisions, concurrency).await?);
         Ok(())
     }
 

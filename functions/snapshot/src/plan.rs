@@ -473,11 +473,7 @@ pub fn check(
 ) -> Vec<Step> {
     let mut steps = Vec::new();
     if let Some(time) = backup_at.filter(|_| view.db.backup) {
-        let id = match view.db.kind {
-            Kind::Instance | Kind::Cluster => {
-                backup::scheduled_id(&view.db.id, time, view.db.kind == Kind::Cluster)
-            }
-        };
+        let id = backup::scheduled_id(&view.db.id, time, view.db.kind == Kind::Cluster);
         if view.source.iter().any(|s| s.id == id) {
             steps.push(note(&id, "skip", "this run's snapshot exists already"));
         } else {
