@@ -91,7 +91,8 @@ impl Strategy {
     }
 }
 
-/// GetRandomPassword settings. The defaults are safe inside a connection URL:
+/// How new passwords are made (`crate::password`, GetRandomPassword's rules with
+/// `RequireEachIncludedType`). The defaults are safe inside a connection URL:
 /// letters, digits and the URL-unreserved `-._~` only.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,6 +178,8 @@ fn parse_rotations(raw: &str) -> Result<Vec<RotationTarget>, ConfigError> {
                 format!("{} is outside 20..=4096", t.password.length),
             ));
         }
+        crate::password::allowed(&t.password)
+            .map_err(|m| ConfigError::new(at("password.exclude_characters"), m))?;
         if t.key.is_some() && t.strategy != Strategy::Random {
             return Err(ConfigError::new(
                 at("key"),
@@ -258,6 +261,10 @@ mod tests {
             (
                 r#"[{"secret":"s","strategy":"random","password":{"length":8}}]"#,
                 "AUTOPILOT_ROTATIONS[0].password.length",
+            ),
+            (
+                r#"[{"secret":"s","strategy":"random","password":{"exclude_characters":"0123456789"}}]"#,
+                "AUTOPILOT_ROTATIONS[0].password.exclude_characters",
             ),
             (
                 r#"[{"secret":"s","strategy":"postgres-single-user","key":"k"}]"#,

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod db;
+pub mod password;
 pub mod plan;
 mod run;
 pub mod secret;
