@@ -1464,3 +1464,139 @@ async fn an_app_user_cannot_hijack_the_admin_through_its_own_database() {
     );
     assert!(f.logs_in(&p.arn, "AWSCURRENT").await);
 }
+
+/// setSecret and testSecret read the token's version under AWSPENDING in one
+/// call, which Secrets Manager refuses unless that version holds AWSPENDING. A
+/// refused read falls back to the preflight, which names the reason: a token that
+/// is not pending is refused as before, and one not yet created has no value.
+#[tokio::test]
+async fn set_and_test_refuse_a_token_that_is_not_pending_and_name_why() {
+    let f = Fixture::new("not_pending", |s| single_user(s, "db")).await;
+    let user = f.user("app", "old-password-np").await;
+    let arn = f
+        .secret("db", &rds_secret(f.pg.port, &user, "old-password-np"))
+        .await;
+    let token = f.stack.start_rotation(&arn).await;
+
+    // Before createSecret the version has no value.
+    let err = f.step("setSecret", &arn, &token).await.unwrap_err();
+    assert_eq!(err.code, "autopilot.RotationRefused", "{}", err.message);
+    assert!(
+        err.message.contains("has no AWSPENDING value"),
+        "{}",
+        err.message
+    );
+
+    // A new rotation moves AWSPENDING to its own version: the emulator then
+    // refuses the read of this token's version under AWSPENDING, as AWS does.
+    f.step("createSecret", &arn, &token).await.unwrap();
+    let other = f.stack.start_rotation(&arn).await;
+    let stages = f.stack.stages(&arn).await;
+    assert!(
+        stages[&other].contains(&"AWSPENDING".to_string())
+            && !stages[&token].contains(&"AWSPENDING".to_string()),
+        "{stages:?}"
+    );
+    let read = f
+        .stack
+        .sm()
+        .get_secret_value()
+        .secret_id(&arn)
+        .version_id(&token)
+        .version_stage("AWSPENDING")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        read.as_service_error()
+            .is_some_and(|e| e.is_invalid_request_exception()),
+        "{read:?}"
+    );
+    for step in ["setSecret", "testSecret"] {
+        let err = f.step(step, &arn, &token).await.unwrap_err();
+        assert_eq!(err.code, "autopilot.RotationRefused", "{}", err.message);
+        assert!(
+            err.message
+                .contains(&format!("is not AWSPENDING (version {other} is)")),
+            "{step}: {}",
+            err.message
+        );
+    }
+    assert!(
+        f.pg.can_login(&user, "old-password-np").await,
+        "nothing changed on the server"
+    );
+}
+
+/// After a successful rotation AWSPENDING may stay on the new AWSCURRENT version
+/// (RotateSecret API reference). A setSecret or testSecret replayed then does
+/// nothing, as the preflight says, rather than checking the current value as a
+/// pending one (which, for alternating users, would be refused as tampered).
+#[tokio::test]
+async fn a_step_replayed_on_the_finished_version_does_nothing() {
+    let f = Fixture::new("replayed", |_| json!([])).await;
+    let p = f.pair("r").await;
+    let token = f.stack.start_rotation(&p.arn).await;
+    for step in STEPS {
+        f.step(step, &p.arn, &token).await.unwrap();
+    }
+    let stages = f.stack.stages(&p.arn).await;
+    assert!(
+        stages[&token].contains(&"AWSPENDING".to_string())
+            && stages[&token].contains(&"AWSCURRENT".to_string()),
+        "{stages:?}"
+    );
+    f.stack.pages().await;
+
+    for step in STEPS {
+        let report = f.step(step, &p.arn, &token).await.unwrap();
+        assert_eq!(report.actions(), vec!["skip"], "{step}: {report:?}");
+    }
+    assert!(f.stack.pages().await.is_empty());
+    assert!(f.logs_in(&p.arn, "AWSCURRENT").await);
+}
+
+/// On a warm sandbox finishSecret takes the pending value createSecret wrote
+/// instead of reading it again. It still logs in with it before promoting it, and
+/// it is still scrubbed from errors, logs and pages.
+#[tokio::test]
+async fn finish_secret_on_a_warm_sandbox_uses_the_value_it_wrote_and_scrubs_it() {
+    let f = Fixture::new("warm_finish", |s| single_user(s, "db")).await;
+    let user = f.user("app", "old-password-wf").await;
+    let arn = f
+        .secret("db", &rds_secret(f.pg.port, &user, "old-password-wf"))
+        .await;
+    let token = f.stack.start_rotation(&arn).await;
+    for step in ["createSecret", "setSecret", "testSecret"] {
+        f.step(step, &arn, &token).await.unwrap();
+    }
+    let (_, pending) = f.creds(&arn, "AWSPENDING").await.unwrap();
+    bridge(
+        "/_bridge/fault",
+        json!({"operation": "UpdateSecretVersionStage", "count": 1, "match": f.stack.prefix,
+               "status": 400, "code": "ValidationException",
+               "message": format!("1 validation error detected: Value '{pending}' failed to satisfy constraint")}),
+    );
+    let before = f.stack.calls().len();
+
+    let (result, logs) = logs::capture(f.step("finishSecret", &arn, &token)).await;
+
+    let err = result.unwrap_err();
+    let calls = f.stack.calls()[before..].to_vec();
+    assert!(
+        !calls.contains(&"GetSecretValue".to_string()),
+        "the pending value was read again: {calls:?}"
+    );
+    assert!(!err.message.contains(&pending), "{}", err.message);
+    assert!(err.message.contains("***"), "{}", err.message);
+    assert!(!logs.text().contains(&pending), "a value reached the logs");
+    let pages = f.stack.pages().await;
+    assert!(
+        !format!("{pages:?}").contains(&pending),
+        "a value reached a page"
+    );
+
+    f.step("finishSecret", &arn, &token).await.unwrap();
+    assert_eq!(f.creds(&arn, "AWSCURRENT").await.unwrap().1, pending);
+    assert!(f.logs_in(&arn, "AWSCURRENT").await);
+}

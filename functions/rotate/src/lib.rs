@@ -8,6 +8,7 @@
 //! redeploys the ECS services that read the secret; the `rotate-followup`
 //! scheduled task finishes that follow-up when a failure left it owed.
 
+mod cache;
 pub mod config;
 pub mod db;
 pub mod password;
@@ -85,6 +86,8 @@ pub struct Rotator {
     pager: Pager,
     config: Config,
     tls: Tls,
+    /// Pending values this sandbox wrote or read, for finishSecret (`cache`).
+    pending: cache::PendingValues,
 }
 
 impl Rotator {
@@ -98,6 +101,7 @@ impl Rotator {
             pager: Pager::for_function(&sdk, &config.common, FUNCTION),
             config,
             tls,
+            pending: cache::PendingValues::default(),
         })
     }
 

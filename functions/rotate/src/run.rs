@@ -41,6 +41,8 @@ pub(crate) struct Run<'a> {
     pub(crate) step: Step,
     pub(crate) seen: Mutex<Vec<String>>,
     pub(crate) name: Mutex<String>,
+    /// The secret's ARN as Secrets Manager answered it: the key of cached values.
+    pub(crate) arn: Mutex<Option<String>>,
     pub(crate) strategy: Mutex<Option<Strategy>>,
 }
 
@@ -53,6 +55,7 @@ impl<'a> Run<'a> {
             step,
             seen: Mutex::new(Vec::new()),
             name: Mutex::new(secret_id.to_string()),
+            arn: Mutex::new(None),
             strategy: Mutex::new(None),
         }
     }
@@ -63,6 +66,58 @@ impl<'a> Run<'a> {
 
     fn report(&self, action: &str, reason: impl Into<String>) -> Outcome {
         Outcome::new(self.name(), action, reason).with("version", &self.token)
+    }
+
+    /// Records the secret's name and ARN from a Secrets Manager answer.
+    fn identify(&self, name: Option<&str>, arn: Option<&str>) {
+        if let (Some(name), Ok(mut n)) = (name, self.name.lock()) {
+            *n = name.to_string();
+        }
+        if let (Some(arn), Ok(mut a)) = (arn, self.arn.lock()) {
+            *a = Some(arn.to_string());
+        }
+    }
+
+    fn arn(&self) -> Option<String> {
+        self.arn.lock().ok().and_then(|a| a.clone())
+    }
+
+    /// Keeps this token's pending value, of a version created at `created` (epoch
+    /// seconds), for a later step on this sandbox.
+    fn cache_pending(&self, value: &str, created: i64) {
+        if let Some(arn) = self.arn() {
+            let now = chrono::Utc::now().timestamp();
+            self.rotator
+                .pending
+                .put(&arn, &self.token, value, created, now);
+        }
+    }
+
+    /// This token's pending value if this sandbox wrote or read it, registered
+    /// with the scrubber as a read would be.
+    fn cached_pending(&self) -> Option<String> {
+        let now = chrono::Utc::now().timestamp();
+        let value = self.rotator.pending.get(&self.arn()?, &self.token, now)?;
+        self.remember(&value);
+        Some(value)
+    }
+
+    /// The token's version is AWSCURRENT: its value is no longer pending.
+    fn forget_pending(&self) {
+        if let Some(arn) = self.arn() {
+            self.rotator.pending.forget(&arn, &self.token);
+        }
+    }
+
+    fn already_current(&self) -> Outcome {
+        self.forget_pending();
+        self.report(
+            "skip",
+            format!(
+                "version {} is already AWSCURRENT and nothing is owed",
+                self.token
+            ),
+        )
     }
 
     /// Replaces every secret value read in this invocation with `***`: whole secret
@@ -123,9 +178,7 @@ impl<'a> Run<'a> {
             .send()
             .await
             .map_err(AwsCallError::of("DescribeSecret", &self.secret_id))?;
-        if let (Some(name), Ok(mut n)) = (out.name(), self.name.lock()) {
-            *n = name.to_string();
-        }
+        self.identify(out.name(), out.arn());
         Ok(Versions {
             rotation_enabled: out.rotation_enabled().unwrap_or(false),
             last_changed: out.last_changed_date().map(|d| d.secs()),
@@ -239,6 +292,9 @@ impl<'a> Run<'a> {
     }
 
     pub(crate) async fn step(&self) -> Result<Outcome, RotateError> {
+        if !self.rotator.config.common.dry_run && matches!(self.step, Step::Set | Step::Test) {
+            return self.pending_step().await;
+        }
         let versions = self.versions().await?;
         let name = self.name();
         match plan::preflight(self.step, &name, &self.token, &versions) {
@@ -246,20 +302,13 @@ impl<'a> Run<'a> {
             Preflight::AlreadyCurrent
                 if self.step == Step::Finish && versions.followup_pending(&self.token) =>
             {
+                self.forget_pending();
                 if self.rotator.config.common.dry_run {
                     return self.dry_run().await;
                 }
                 return self.follow_up(None, Some(&self.token)).await;
             }
-            Preflight::AlreadyCurrent => {
-                return Ok(self.report(
-                    "skip",
-                    format!(
-                        "version {} is already AWSCURRENT and nothing is owed",
-                        self.token
-                    ),
-                ))
-            }
+            Preflight::AlreadyCurrent => return Ok(self.already_current()),
             Preflight::Adopt { abandoned } => {
                 tracing::warn!(action = "adopt_pending", abandoned = %abandoned, reason = "an abandoned rotation left AWSPENDING on another version", "moving AWSPENDING to this rotation");
                 if !self.rotator.config.common.dry_run {
@@ -274,10 +323,90 @@ impl<'a> Run<'a> {
         }
         match self.step {
             Step::Create => self.create().await,
-            Step::Set => self.set().await,
-            Step::Test => self.test().await,
             Step::Finish => self.finish(&versions).await,
+            // Set and test read the pending version themselves (above); only a
+            // dry run comes this way, and it has returned.
+            Step::Set | Step::Test => self.pending_step().await,
         }
+    }
+
+    /// setSecret and testSecret. One GetSecretValue of the token's version under
+    /// AWSPENDING is the check and the read at once: Secrets Manager answers it only
+    /// if that version holds AWSPENDING (a version id and a stage "must refer to the
+    /// same secret version", GetSecretValue API reference). Only when it is refused
+    /// does DescribeSecret say why, through the same preflight as the other steps.
+    async fn pending_step(&self) -> Result<Outcome, RotateError> {
+        match self.read_pending().await? {
+            Ok(pending) if self.step == Step::Set => self.set(pending).await,
+            Ok(pending) => self.test(pending).await,
+            Err(done) => Ok(done),
+        }
+    }
+
+    /// The token's AWSPENDING value, or, when the token is already AWSCURRENT, the
+    /// outcome that the step has nothing to do. Refuses what the preflight refuses.
+    async fn read_pending(&self) -> Result<Result<String, Outcome>, RotateError> {
+        let result = self
+            .rotator
+            .sm
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .version_id(&self.token)
+            .version_stage(AWSPENDING)
+            .send()
+            .await;
+        let refused = match result {
+            Ok(out) => {
+                self.identify(out.name(), out.arn());
+                let has = |label: &str| out.version_stages().iter().any(|s| s == label);
+                // As the preflight: AWSPENDING stays on the finished version until
+                // Secrets Manager removes it, and a replayed step there does nothing.
+                if has(AWSCURRENT) {
+                    return Ok(Err(self.already_current()));
+                }
+                if out.version_id() == Some(self.token.as_str()) && has(AWSPENDING) {
+                    let value = out.secret_string().ok_or_else(|| self.no_pending_value())?;
+                    self.remember(value);
+                    if let Some(created) = out.created_date() {
+                        self.cache_pending(value, created.secs());
+                    }
+                    return Ok(Ok(value.to_string()));
+                }
+                // Not the version asked for, which AWS never answers: the preflight decides.
+                None
+            }
+            Err(e)
+                if e.as_service_error().is_some_and(|s| {
+                    s.is_resource_not_found_exception() || s.is_invalid_request_exception()
+                }) =>
+            {
+                Some(e)
+            }
+            Err(e) => return Err(AwsCallError::of("GetSecretValue", &self.secret_id)(e).into()),
+        };
+        let versions = self.versions().await?;
+        match plan::preflight(self.step, &self.name(), &self.token, &versions) {
+            Preflight::Refuse(reason) => Err(RotateError::Protocol(reason)),
+            Preflight::AlreadyCurrent => Ok(Err(self.already_current())),
+            // AWSPENDING, yet unreadable: no value yet (createSecret has not put
+            // one), or a refusal for another reason, which fails the step as is.
+            Preflight::Proceed | Preflight::Adopt { .. } => match refused {
+                Some(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_invalid_request_exception()) =>
+                {
+                    Err(AwsCallError::of("GetSecretValue", &self.secret_id)(e).into())
+                }
+                _ => Err(self.no_pending_value()),
+            },
+        }
+    }
+
+    fn no_pending_value(&self) -> RotateError {
+        RotateError::Protocol(format!(
+            "secret {} has no {AWSPENDING} value",
+            self.secret_id
+        ))
     }
 
     async fn dry_run(&self) -> Result<Outcome, RotateError> {
@@ -302,21 +431,12 @@ impl<'a> Run<'a> {
             .target()
             .map(|t| t.password.clone())
             .unwrap_or_default();
-        let password = self
-            .rotator
-            .sm
-            .get_random_password()
-            .password_length(policy.length)
-            .exclude_characters(&policy.exclude_characters)
-            .require_each_included_type(true)
-            .send()
-            .await
-            .map_err(AwsCallError::of("GetRandomPassword", &self.secret_id))?
-            .random_password()
-            .map(str::to_string)
-            .ok_or_else(|| {
-                RotateError::Protocol("GetRandomPassword returned no password".into())
-            })?;
+        let password = crate::password::generate(&policy).map_err(|e| {
+            RotateError::Protocol(format!(
+                "cannot make a password for secret {}: {e}",
+                self.name()
+            ))
+        })?;
         self.remember(&password);
         let key = self.target().and_then(|t| t.key.as_deref());
         let pending = plan::pending_value(strategy, key, &current, &password, &self.name())
@@ -330,15 +450,22 @@ impl<'a> Run<'a> {
             .put_secret_value()
             .secret_id(&self.secret_id)
             .client_request_token(&self.token)
-            .secret_string(pending)
+            .secret_string(&pending)
             .version_stages(AWSPENDING)
             .send()
             .await;
         match put {
-            Ok(_) => Ok(self.report(
-                "create",
-                format!("created the AWSPENDING value ({})", strategy.as_str()),
-            )),
+            Ok(out) => {
+                // The version now holds this value, for good (see `cache`).
+                self.identify(out.name(), out.arn());
+                if out.version_id() == Some(self.token.as_str()) {
+                    self.cache_pending(&pending, chrono::Utc::now().timestamp());
+                }
+                Ok(self.report(
+                    "create",
+                    format!("created the AWSPENDING value ({})", strategy.as_str()),
+                ))
+            }
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_exists_exception()) =>
@@ -352,10 +479,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    async fn set(&self) -> Result<Outcome, RotateError> {
-        let pending_text = self
-            .required(&self.secret_id, AWSPENDING, Some(&self.token))
-            .await?;
+    async fn set(&self, pending_text: String) -> Result<Outcome, RotateError> {
         match self.strategy_of(&pending_text)? {
             Strategy::Random => {
                 Ok(self.report("skip", "a random secret has no external system to set"))
@@ -548,10 +672,7 @@ impl<'a> Run<'a> {
         )))
     }
 
-    async fn test(&self) -> Result<Outcome, RotateError> {
-        let pending_text = self
-            .required(&self.secret_id, AWSPENDING, Some(&self.token))
-            .await?;
+    async fn test(&self, pending_text: String) -> Result<Outcome, RotateError> {
         let strategy = self.strategy_of(&pending_text)?;
         if strategy == Strategy::Random {
             let key = self.target().and_then(|t| t.key.as_deref());
@@ -596,9 +717,15 @@ impl<'a> Run<'a> {
     /// credentials that work are promoted: a manual or replayed finishSecret for a
     /// version setSecret never made work is refused, so AWSCURRENT always logs in.
     async fn finish(&self, versions: &Versions) -> Result<Outcome, RotateError> {
-        let pending_text = self
-            .required(&self.secret_id, AWSPENDING, Some(&self.token))
-            .await?;
+        // The preflight has just seen the token hold AWSPENDING; its value is the one
+        // this sandbox wrote or read, if it did, as a version's value never changes.
+        let pending_text = match self.cached_pending() {
+            Some(value) => value,
+            None => {
+                self.required(&self.secret_id, AWSPENDING, Some(&self.token))
+                    .await?
+            }
+        };
         match self.strategy_of(&pending_text)? {
             Strategy::Random => {
                 let key = self.target().and_then(|t| t.key.as_deref());
@@ -634,6 +761,7 @@ impl<'a> Run<'a> {
         let holder = versions.holder(AWSCURRENT).map(str::to_string);
         self.move_label(&self.secret_id, AWSCURRENT, &self.token, holder.as_deref())
             .await?;
+        self.forget_pending();
         tracing::info!(
             action = "finish",
             reason = "the tested version becomes AWSCURRENT; the old one AWSPREVIOUS",
