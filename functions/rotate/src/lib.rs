@@ -2,9 +2,10 @@
 //! random secrets, a drop-in for the AWS sample rotation Lambdas.
 //!
 //! Secrets Manager calls it four times per rotation with the same token:
-//! createSecret, setSecret, testSecret, finishSecret. Every step first checks the
-//! secret's versions (`plan::preflight`), is safe to repeat, and never logs or
-//! pages a secret value. After finishSecret it rewrites dependent secrets and
+//! createSecret, setSecret, testSecret, finishSecret. Every step first checks that
+//! the token is this rotation's (`plan::preflight`; setSecret and testSecret by
+//! reading the token's version under AWSPENDING, which Secrets Manager refuses
+//! otherwise), is safe to repeat, and never logs or pages a secret value. After finishSecret it rewrites dependent secrets and
 //! redeploys the ECS services that read the secret; the `rotate-followup`
 //! scheduled task finishes that follow-up when a failure left it owed.
 
