@@ -1600,3 +1600,32 @@ async fn finish_secret_on_a_warm_sandbox_uses_the_value_it_wrote_and_scrubs_it()
     assert_eq!(f.creds(&arn, "AWSCURRENT").await.unwrap().1, pending);
     assert!(f.logs_in(&arn, "AWSCURRENT").await);
 }
+
+/// setSecret no longer asks DescribeSecret before its read; when that read fails,
+/// the page still names the secret by its name (from the ARN), so its incident is
+/// the one the rotation's success resolves.
+#[tokio::test]
+async fn a_set_secret_failing_at_its_first_read_pages_the_incident_success_resolves() {
+    let f = Fixture::new("first_read", |s| single_user(s, "db")).await;
+    let user = f.user("app", "old-password-fr").await;
+    let arn = f
+        .secret("db", &rds_secret(f.pg.port, &user, "old-password-fr"))
+        .await;
+    let token = f.stack.start_rotation(&arn).await;
+    f.step("createSecret", &arn, &token).await.unwrap();
+    f.stack
+        .fail_next("GetSecretValue", 1, "InternalServiceError");
+
+    let err = f.step("setSecret", &arn, &token).await.unwrap_err();
+
+    assert_eq!(err.code, "autopilot.AwsCallFailed", "{}", err.message);
+    for step in ["setSecret", "testSecret", "finishSecret"] {
+        f.step(step, &arn, &token).await.unwrap();
+    }
+    let pages = f.stack.pages().await;
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert_eq!(pages[0].severity, "critical");
+    assert_eq!(pages[0].detail("Secret"), &json!(f.stack.name("db")));
+    assert_eq!(pages[1].action(), "resolve");
+    assert_eq!(pages[1].dedup_key(), pages[0].dedup_key());
+}

@@ -54,7 +54,14 @@ impl<'a> Run<'a> {
             token: token.to_string(),
             step,
             seen: Mutex::new(Vec::new()),
-            name: Mutex::new(secret_id.to_string()),
+            // Until Secrets Manager names it: the name in the ARN Secrets Manager
+            // sent, so a page for a step that failed before any answer still has
+            // the incident key of the secret's name, which success resolves.
+            name: Mutex::new(
+                crate::config::secret_name(secret_id)
+                    .unwrap_or(secret_id)
+                    .to_string(),
+            ),
             arn: Mutex::new(None),
             strategy: Mutex::new(None),
         }
