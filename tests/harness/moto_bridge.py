@@ -28,7 +28,13 @@ here, in one place, with a comment naming it, instead of being skipped in a test
   the default VPC's subnet and security group to pass.
 * ECS never finishes a deployment. ``POST /_bridge/ecs/deployment`` plays the
   outcome a real cluster would produce: COMPLETED, or FAILED with the circuit
-  breaker's rollback and the stopped tasks that tripped it.
+  breaker's rollback and the stopped tasks that tripped it. ``POST
+  /_bridge/ecs/drain`` drops a drained deployment from the service's list, as
+  ECS does once its tasks are gone.
+* ECS task definitions in moto have no ``registeredAt``; the bridge stamps it at
+  registration (``POST /_bridge/ecs/registered-at`` moves it back in time).
+  DescribeTaskDefinition of a family alone answers its latest ACTIVE revision
+  (API reference), where moto answered the latest of any status.
 * ECR stores ``imagePushedAt`` in whole seconds, so pushes in one second tie,
   where AWS keeps a fraction. ``POST /_bridge/ecr/pushed-at`` sets it, fraction
   included, so ordering tests need no sleeps.
@@ -236,7 +242,28 @@ def register_task_definition(self, *args, **kwargs):
                 raise ecs_exceptions.EcsClientException(
                     f"Tasks using the Fargate launch type do not support {name}."
                 )
-    return _orig_register_task_definition(self, *args, **kwargs)
+    task_definition = _orig_register_task_definition(self, *args, **kwargs)
+    # AWS stamps every revision with registeredAt ("The Unix timestamp for the time
+    # when the task definition was registered", TaskDefinition reference); moto has none.
+    task_definition.registered_at = utcnow()
+    return task_definition
+
+
+_orig_describe_task_definition = Backend.describe_task_definition
+
+
+def describe_task_definition(self, task_definition_str):
+    # A family alone names "the latest ACTIVE revision" (DescribeTaskDefinition, API
+    # reference); moto answers the latest revision whatever its status, so a
+    # deregistered (INACTIVE) one came back. AWS answers ClientException when the
+    # family has no ACTIVE revision.
+    name = task_definition_str.split("/")[-1]
+    if ":" in name:
+        return _orig_describe_task_definition(self, task_definition_str)
+    active = [r for r, td in self.task_definitions.get(name, {}).items() if td.status == "ACTIVE"]
+    if not active:
+        raise ecs_exceptions.TaskDefinitionNotFoundException()
+    return self.task_definitions[name][max(active)]
 
 
 _orig_create_service = Backend.create_service
@@ -258,6 +285,7 @@ def create_service(self, *args, **kwargs):
 Backend.update_service = update_service
 Backend.list_tasks = list_tasks
 Backend.register_task_definition = register_task_definition
+Backend.describe_task_definition = describe_task_definition
 Backend.create_service = create_service
 
 from moto.ecs import responses as ecs_responses  # noqa: E402
@@ -306,6 +334,8 @@ def _stopped_task(backend, service, task_definition_arn, deployment_id, reason, 
     task.last_status = "STOPPED"
     task.desired_status = "STOPPED"
     task.stopped_reason = reason
+    # AWS stamps a task's createdAt and stoppedAt (Task reference); moto's Task has neither.
+    task.created_at = task.stopped_at = utcnow()
     for container in task.containers:
         container.last_status = "STOPPED"
         container.exitCode = exit_code
@@ -341,6 +371,29 @@ def finish_deployment(body):
         rollback = _start_deployment(service, body["rollbackTo"])
         result["rollbackDeploymentId"] = rollback["id"]
     return result
+
+
+def drain_deployment(body):
+    """ECS drops a deployment from the service's list once its tasks are gone (a
+    replaced or failed deployment, drained); a late verdict event then finds it no
+    more. The PRIMARY deployment is never dropped."""
+    backend = _ecs(body.get("region", "us-east-1"))
+    service = backend._get_service(body["cluster"], body["service"])
+    deployment = next(d for d in service.deployments if d["id"] == body["deploymentId"])
+    if deployment["status"] == "PRIMARY":
+        raise ValueError("ECS never drops the PRIMARY deployment")
+    service.deployments.remove(deployment)
+    return {}
+
+
+def registered_at(body):
+    """Sets when a revision was registered (epoch seconds), for a revision registered long ago."""
+    backend = _ecs(body.get("region", "us-east-1"))
+    task_definition = backend.describe_task_definition(body["taskDefinition"])
+    task_definition.registered_at = datetime.datetime.fromtimestamp(
+        body["epoch"], datetime.timezone.utc
+    ).replace(tzinfo=None)
+    return {}
 
 
 def service_event(body):
@@ -1789,6 +1842,8 @@ CONTROL = {
     "/_bridge/calls": calls,
     "/_bridge/ecs/deployment": finish_deployment,
     "/_bridge/ecs/service-event": service_event,
+    "/_bridge/ecs/drain": drain_deployment,
+    "/_bridge/ecs/registered-at": registered_at,
     "/_bridge/ecr/pushed-at": pushed_at,
     "/_bridge/rds/endpoint": rds_endpoint,
     "/_bridge/rds/storage-modified": rds_storage_modified,
