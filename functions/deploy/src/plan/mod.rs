@@ -1,9 +1,11 @@
 //! Pure decisions, one module per event: what a push means for each mapped
 //! service ([`push`]), what on-call hears of a deployment's verdict
-//! ([`verdict`]), and which deployments have run too long ([`sweep`]); the
-//! page text is in [`pages`]. No I/O here: `observe` reads the state these take
+//! ([`verdict`]), and which deployments have run too long ([`sweep`]); which
+//! deployment is autopilot's before its id is recorded is [`adopt`]; the page
+//! text is in [`pages`]. No I/O here: `observe` reads the state these take
 //! and `apply` carries their decisions out. Every branch is unit-tested.
 
+pub mod adopt;
 pub mod pages;
 pub mod push;
 pub mod sweep;
