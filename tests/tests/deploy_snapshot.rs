@@ -289,6 +289,7 @@ async fn a_push_waits_for_its_snapshot_and_the_created_event_deploys_it_once() {
     assert_eq!(pages.len(), 1, "{pages:?}");
     assert_eq!(pages[0].severity, "info");
     assert_eq!(pages[0].detail("Digest"), &json!(digest));
+    let started = pages[0].dedup_key().to_string();
     let (_, td_tags) = w.stack.describe_task_definition(&revision).await;
     assert!(
         td_tags
@@ -297,10 +298,13 @@ async fn a_push_waits_for_its_snapshot_and_the_created_event_deploys_it_once() {
         "the record names the push, not the snapshot event: {td_tags:?}"
     );
 
-    // The 0042 event again, then the push again: nothing changes.
+    // The 0042 event again, then the push again: nothing is deployed again. The
+    // deploy recorded no deployment id (its verdict does), so the first redelivery
+    // cannot tell whether its page went: it pages again, under the same incident,
+    // and records the deployment; the next changes nothing.
     let mark = w.stack.calls().len();
     let redelivered = invoke(&deployer, created).await.unwrap();
-    assert_eq!(actions(&redelivered), vec!["skip"], "{redelivered:?}");
+    assert_eq!(actions(&redelivered), vec!["announce"], "{redelivered:?}");
     let repushed = invoke(&deployer, push).await.unwrap();
     assert_eq!(actions(&repushed), vec!["skip"], "{repushed:?}");
     let calls = w.calls_since(mark);
@@ -323,7 +327,9 @@ async fn a_push_waits_for_its_snapshot_and_the_created_event_deploys_it_once() {
             .collect::<Vec<_>>(),
         vec![(id.as_str(), "available")]
     );
-    assert!(w.stack.pages().await.is_empty());
+    let pages = w.stack.pages().await;
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert_eq!(pages[0].dedup_key(), started);
 }
 
 #[tokio::test]

@@ -1,19 +1,24 @@
 //! Carries decisions out. The only module that changes AWS or pages on-call, and
 //! where dry-run is enforced.
 //!
-//! Order matters for crash safety: register, update the service, page, then
-//! record the deployment id. A crash at any point leaves a state the next
-//! delivery of the same event finishes (see `plan::push::plan_service`).
+//! Order matters for crash safety: register, update the service, page. A crash
+//! at any point leaves a state the next delivery of the same event finishes (see
+//! `plan::push::plan_service`). A push records no deployment id: the verdict
+//! does, having recognised the deployment from what ECS says
+//! (`plan::adopt`). The paths that finish an interrupted push (reuse, announce)
+//! record it at once, and so does a push that is about to fail, so that Lambda's
+//! retry finds its finished services announced.
 
 use crate::config::ServiceTarget;
 use crate::error::DeployError;
 use crate::plan::pages;
 use crate::plan::push::{Decision, Push, Revision};
+use crate::plan::sweep::Warning;
 use crate::plan::verdict;
 use crate::taskdef::{ecs_tag, register_request, tag, NewRevision, Record};
 use autopilot_shared::aws::AwsCallError;
 use autopilot_shared::invocation::Outcome;
-use autopilot_shared::{Page, Pager};
+use autopilot_shared::Pager;
 use aws_sdk_ecs::types::DeploymentConfiguration;
 use futures::stream::{self, StreamExt};
 
@@ -23,40 +28,61 @@ pub struct Apply<'a> {
     pub dry_run: bool,
 }
 
+/// A deployment a push started and announced but did not record on its revision.
+struct Unrecorded {
+    revision: String,
+    deployment_id: String,
+}
+
 impl Apply<'_> {
     /// Carries out every service's decision, at most `concurrency` at a time. Every
     /// service is finished; if any failed, the invocation fails after the rest are
     /// done, so the retry finds those already deployed and does only what is left.
+    /// `failing`: the invocation fails anyway (a pre-deploy snapshot was refused).
     pub async fn push(
         &self,
         push: &Push,
         decisions: Vec<(&ServiceTarget, Decision)>,
         concurrency: usize,
+        failing: bool,
     ) -> Result<Vec<Outcome>, DeployError> {
-        let results: Vec<Result<Outcome, DeployError>> = stream::iter(decisions)
-            .map(|(target, decision)| self.decision(push, target, decision))
-            .buffered(concurrency)
-            .collect()
-            .await;
-        collect(results)
+        let results: Vec<Result<(Outcome, Option<Unrecorded>), DeployError>> =
+            stream::iter(decisions)
+                .map(|(target, decision)| self.decision(push, target, decision))
+                .buffered(concurrency)
+                .collect()
+                .await;
+        if failing || results.iter().any(Result::is_err) {
+            // Lambda delivers this push again: record the deployments this attempt
+            // started and announced, so the retry skips them instead of announcing
+            // them a second time. A failure here costs only that second page.
+            for (outcome, started) in results.iter().flatten() {
+                let Some(s) = started else { continue };
+                if let Err(e) = self.record_deployment(&s.revision, &s.deployment_id).await {
+                    tracing::warn!(action = "record", resource = %outcome.resource, error = %e, reason = "the retry will announce this deployment again", "deployment id not recorded");
+                }
+            }
+        }
+        collect(results.into_iter().map(|r| r.map(|(o, _)| o)).collect())
     }
 
     /// Deploys, announces, refuses or retries as decided; a skip does nothing.
+    /// Returns the outcome, and the deployment started but not recorded, if any.
     async fn decision(
         &self,
         push: &Push,
         target: &ServiceTarget,
         decision: Decision,
-    ) -> Result<Outcome, DeployError> {
+    ) -> Result<(Outcome, Option<Unrecorded>), DeployError> {
         let resource = target.service_key();
         let outcome = Outcome::new(&resource, decision.action(), decision.reason());
         match decision {
-            Decision::Skip { .. } => Ok(outcome),
+            Decision::Skip { .. } => Ok((outcome, None)),
             Decision::Refuse { reason } => {
                 self.pager
                     .send(&pages::refused(push, target, &reason))
                     .await?;
-                Ok(outcome)
+                Ok((outcome, None))
             }
             Decision::Retry { reason, error } => {
                 self.pager
@@ -70,17 +96,25 @@ impl Apply<'_> {
                 record,
                 ..
             } => {
-                self.announce(target, &record, &revision_arn, &deployment_id)
+                self.started(target, &record, &revision_arn, &deployment_id)
                     .await?;
-                Ok(outcome
-                    .with("revision", revision_arn)
-                    .with("deployment_id", deployment_id))
+                self.record_deployment(&revision_arn, &deployment_id)
+                    .await?;
+                Ok((
+                    outcome
+                        .with("revision", revision_arn)
+                        .with("deployment_id", deployment_id),
+                    None,
+                ))
             }
             Decision::Deploy { record, .. } if self.dry_run => {
                 self.pager
                     .send(&pages::started(target, &record, "", "", true))
                     .await?;
-                Ok(Outcome::new(&resource, "would-deploy", &outcome.reason))
+                Ok((
+                    Outcome::new(&resource, "would-deploy", &outcome.reason),
+                    None,
+                ))
             }
             Decision::Deploy {
                 revision,
@@ -88,17 +122,31 @@ impl Apply<'_> {
                 record,
                 ..
             } => {
-                let arn = match revision {
-                    Revision::Reuse(arn) => arn,
-                    Revision::Register(new) => self.register(&new).await?,
+                let (arn, retried) = match revision {
+                    Revision::Reuse(arn) => (arn, true),
+                    Revision::Register(new) => (self.register(&new).await?, false),
                 };
                 let deployment_id = self
                     .update_service(target, &arn, *deployment_configuration)
                     .await?;
-                self.announce(target, &record, &arn, &deployment_id).await?;
-                Ok(outcome
-                    .with("revision", arn)
-                    .with("deployment_id", deployment_id))
+                self.started(target, &record, &arn, &deployment_id).await?;
+                // A retried push deploys later than its revision was registered, maybe
+                // past the window in which its verdict would adopt it: record it now.
+                let unrecorded = if retried {
+                    self.record_deployment(&arn, &deployment_id).await?;
+                    None
+                } else {
+                    Some(Unrecorded {
+                        revision: arn.clone(),
+                        deployment_id: deployment_id.clone(),
+                    })
+                };
+                Ok((
+                    outcome
+                        .with("revision", arn)
+                        .with("deployment_id", deployment_id),
+                    unrecorded,
+                ))
             }
         }
     }
@@ -160,8 +208,8 @@ impl Apply<'_> {
         Ok(id)
     }
 
-    /// Tells on-call the deploy started, then records the deployment id on the revision.
-    async fn announce(
+    /// Tells on-call the deploy started.
+    async fn started(
         &self,
         target: &ServiceTarget,
         record: &Record,
@@ -177,6 +225,15 @@ impl Apply<'_> {
                 false,
             ))
             .await?;
+        Ok(())
+    }
+
+    /// Records the deployment id on the revision.
+    async fn record_deployment(
+        &self,
+        revision: &str,
+        deployment_id: &str,
+    ) -> Result<(), DeployError> {
         self.tag(revision, &[(tag::DEPLOYMENT, deployment_id.to_string())])
             .await
     }
@@ -203,23 +260,22 @@ impl Apply<'_> {
             .with("deployment_id", deployment_id))
     }
 
-    /// Warns on-call that a deployment has no verdict and records the warning.
+    /// Warns on-call that a deployment has no verdict and records the warning
+    /// (and the deployment, when the sweep adopted it).
     pub async fn timeout(
         &self,
         target: &ServiceTarget,
-        page: &Page,
+        warning: &Warning,
         revision: &str,
         deployment_id: &str,
     ) -> Result<Outcome, DeployError> {
-        self.pager.send(page).await?;
-        self.tag(
-            revision,
-            &[(tag::TIMEOUT_WARNED, deployment_id.to_string())],
+        self.pager.send(&warning.page).await?;
+        self.tag(revision, &warning.tags).await?;
+        Ok(
+            Outcome::new(target.service_key(), "warn", &warning.page.summary)
+                .with("revision", revision)
+                .with("deployment_id", deployment_id),
         )
-        .await?;
-        Ok(Outcome::new(target.service_key(), "warn", &page.summary)
-            .with("revision", revision)
-            .with("deployment_id", deployment_id))
     }
 
     /// Adds autopilot tags to a revision autopilot registered. Skipped in dry-run.

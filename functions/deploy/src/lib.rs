@@ -26,7 +26,6 @@ use crate::detail::{
     EcrImageAction, EcsDeploymentStateChange, ECR_IMAGE_ACTION, ECS_DEPLOYMENT_STATE_CHANGE,
 };
 use crate::plan::{push, sweep, verdict};
-use crate::taskdef::{EcsRecord, Record};
 use autopilot_shared::events::{self, Envelope, EventError, ScheduledTask, SCHEDULED_TASK};
 use autopilot_shared::invocation::{self, Failure, Outcome, Report};
 use autopilot_shared::{aws, Pager};
@@ -142,7 +141,9 @@ impl Deployer {
         resumed: Option<(&str, &str)>,
     ) -> Result<Vec<Outcome>, DeployError> {
         let (targets, mut outcomes, refused) = self.snapshot_gate(&push, targets, resumed).await?;
-        let result = self.deploy_open(&push, targets, &mut outcomes).await;
+        let result = self
+            .deploy_open(&push, targets, &mut outcomes, refused.is_some())
+            .await;
         match (refused, result) {
             (None, Ok(())) => Ok(outcomes),
             // A snapshot that could not be taken fails the invocation (retried,
@@ -156,11 +157,13 @@ impl Deployer {
         }
     }
 
+    /// Observes, plans and deploys `targets`; `failing`: the invocation fails anyway.
     async fn deploy_open(
         &self,
         push: &push::Push,
         targets: Vec<&ServiceTarget>,
         outcomes: &mut Vec<Outcome>,
+        failing: bool,
     ) -> Result<(), DeployError> {
         if targets.is_empty() {
             return Ok(());
@@ -183,7 +186,11 @@ impl Deployer {
             .iter()
             .map(|(target, obs)| (*target, push::plan_service(push, target, obs, &times)))
             .collect();
-        outcomes.extend(self.apply().push(push, decisions, concurrency).await?);
+        outcomes.extend(
+            self.apply()
+                .push(push, decisions, concurrency, failing)
+                .await?,
+        );
         Ok(())
     }
 
@@ -404,19 +411,31 @@ impl Deployer {
             if !warned.insert(revision.to_string()) {
                 continue;
             }
-            let record = match observe::task_definition(&self.ecs, revision).await {
-                Ok(td) => td.and_then(|(_, tags)| Record::from_tags(&tags)),
-                Err(e) => {
-                    results.push(Err(e.into()));
-                    continue;
-                }
-            };
+            let key = target.service_key();
+            let (record, claim) =
+                match observe::listed_deployment(&self.ecs, &service, deployment, &key).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        results.push(Err(e.into()));
+                        continue;
+                    }
+                };
             let events = observe::service_events(&service);
-            if let Some(page) =
-                sweep::plan_timeout(target, deployment, record.as_ref(), now, events)
-            {
-                let id = deployment.id().unwrap_or_default();
-                results.push(self.apply().timeout(target, &page, revision, id).await);
+            let id = deployment.id().unwrap_or_default();
+            match sweep::plan_timeout(
+                target,
+                deployment,
+                record.as_ref(),
+                claim.as_ref(),
+                now,
+                events,
+            ) {
+                Ok(warning) => {
+                    results.push(self.apply().timeout(target, &warning, revision, id).await)
+                }
+                Err(reason) => {
+                    tracing::info!(action = "ignore", resource = %key, deployment_id = %id, reason = %reason, "no timeout warning")
+                }
             }
         }
         let mut outcomes = collect(results)?;

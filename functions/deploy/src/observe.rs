@@ -7,12 +7,15 @@
 use crate::config::ServiceTarget;
 use crate::error::DeployError;
 use crate::image::{EcrImageId, ImageRef};
+use crate::plan::adopt::{later_revision, Claim};
 use crate::plan::push::{Found, Observed, Push, PushTimes};
 use crate::plan::verdict::{self, Facts, Verdict};
 use crate::taskdef::{container_image, family_of, EcsRecord, Record};
 use autopilot_shared::aws::AwsCallError;
 use aws_sdk_ecr::types::ImageIdentifier;
-use aws_sdk_ecs::types::{DesiredStatus, Service, Tag, TaskDefinition, TaskDefinitionField};
+use aws_sdk_ecs::types::{
+    Deployment, DesiredStatus, Service, Tag, Task, TaskDefinition, TaskDefinitionField,
+};
 use futures::stream::{self, StreamExt};
 use std::collections::{BTreeMap, HashMap};
 
@@ -147,12 +150,16 @@ async fn describe(
     Ok(found)
 }
 
+/// A task definition and its tags.
+pub type Described = (TaskDefinition, Vec<Tag>);
+
 /// A task definition (by ARN, `family:revision`, or family for its latest ACTIVE
-/// revision) with its tags. None when ECS does not know it.
+/// revision) with its tags. None when ECS does not know it (or, for a family, has
+/// no ACTIVE revision of it).
 pub async fn task_definition(
     ecs: &aws_sdk_ecs::Client,
     name: &str,
-) -> Result<Option<(TaskDefinition, Vec<Tag>)>, AwsCallError> {
+) -> Result<Option<Described>, AwsCallError> {
     match ecs
         .describe_task_definition()
         .task_definition(name)
@@ -173,6 +180,25 @@ pub async fn task_definition(
         }
         Err(e) => Err(AwsCallError::of("DescribeTaskDefinition", name)(e)),
     }
+}
+
+/// The revision `arn` with its tags, and the family's latest ACTIVE revision when
+/// that is another one. The family is described first ("the family for the
+/// latest ACTIVE revision", DescribeTaskDefinition): usually it is `arn` itself,
+/// and one call serves as both; only when it is not is `arn` described too.
+pub async fn revision_and_latest(
+    ecs: &aws_sdk_ecs::Client,
+    arn: &str,
+) -> Result<(Option<Described>, Option<Described>), AwsCallError> {
+    let family = family_of(arn).unwrap_or(arn);
+    let latest = task_definition(ecs, family).await?;
+    if latest
+        .as_ref()
+        .is_some_and(|(td, _)| td.task_definition_arn() == Some(arn))
+    {
+        return Ok((latest, None));
+    }
+    Ok((task_definition(ecs, arn).await?, latest))
 }
 
 /// Everything a push's plan reads.
@@ -237,18 +263,14 @@ async fn service(
     let Some(current_arn) = service.task_definition().map(str::to_string) else {
         return Observed::Unavailable(format!("service {key} has no task definition"));
     };
-    let family = family_of(&current_arn).unwrap_or_default().to_string();
-    let (current, latest) = match tokio::try_join!(
-        task_definition(ecs, &current_arn),
-        task_definition(ecs, &family),
-    ) {
+    // The family's latest ACTIVE revision is, as a rule, the one the service runs.
+    let (current, latest) = match revision_and_latest(ecs, &current_arn).await {
         Ok(both) => both,
         Err(e) => return Observed::Failed(e),
     };
     let Some((current, current_tags)) = current else {
         return Observed::Unavailable(format!("task definition {current_arn} of {key} not found"));
     };
-    let latest = latest.filter(|(td, _)| td.task_definition_arn() != Some(current_arn.as_str()));
     Observed::Found(Box::new(Found {
         service,
         current,
@@ -346,25 +368,38 @@ pub async fn verdict(
         Some(Err(e)) => return Err(e.into()),
         _ => return Ok(verdict::Observed::ServiceGone),
     };
-    let Some((revision_arn, record)) = deployment_revision(ecs, &service, deployment_id).await?
-    else {
+    let Some(ran) = deployment_revision(ecs, target, &service, deployment_id).await? else {
         return Ok(verdict::Observed::UnknownDeployment);
     };
-    let stopped_tasks = if verdict::wants_stopped_tasks(verdict, record.as_ref(), deployment_id) {
-        stopped_tasks(ecs, target, deployment_id)
+    let Ran {
+        revision_arn,
+        record,
+        claim,
+        stopped,
+    } = ran;
+    let wanted = verdict::wants_stopped_tasks(
+        verdict,
+        record.as_ref(),
+        &revision_arn,
+        deployment_id,
+        claim.as_ref(),
+    );
+    let stopped_tasks = match stopped {
+        _ if !wanted => Ok(Vec::new()),
+        Some(stopped) => Ok(stopped_lines(&stopped)),
+        None => stopped_tasks(ecs, target, deployment_id)
             .await
             .map_err(|e| {
                 tracing::warn!(action = "lookup", resource = %key, error = %e, reason = "stopped tasks are shown in the page; the page goes without them", "stopped tasks unavailable");
                 e.to_string()
-            })
-    } else {
-        Ok(Vec::new())
+            }),
     };
     Ok(verdict::Observed::Found(Box::new(Facts {
         deployment_id: deployment_id.to_string(),
         reason,
         revision_arn,
         record,
+        claim,
         primary_revision: service
             .deployments()
             .iter()
@@ -376,62 +411,153 @@ pub async fn verdict(
     })))
 }
 
-/// The revision a deployment runs and autopilot's record of it. The deployment
-/// is looked up on the service; one that ECS has already dropped (a late or
-/// repeated event) is found by the deployment id tagged on recent revisions.
-async fn deployment_revision(
+/// autopilot's record of the revision a deployment the service lists runs, and,
+/// when the record names no deployment yet, ECS's facts to adopt this one or not.
+pub async fn listed_deployment(
     ecs: &aws_sdk_ecs::Client,
     service: &Service,
+    deployment: &Deployment,
+    service_key: &str,
+) -> Result<(Option<Record>, Option<Claim>), AwsCallError> {
+    let arn = deployment.task_definition().unwrap_or_default();
+    let (revision, latest) = revision_and_latest(ecs, arn).await?;
+    let Some((td, tags)) = revision else {
+        return Ok((None, None));
+    };
+    let record = Record::from_tags(&tags);
+    let claim = record
+        .as_ref()
+        .filter(|r| r.deployment_id.is_none())
+        .map(|_| {
+            Claim::listed(
+                &td,
+                deployment,
+                service.deployments(),
+                later_revision(&td, latest.as_ref(), service_key),
+            )
+        });
+    Ok((record, claim))
+}
+
+/// What is known of the revision a deployment ran.
+struct Ran {
+    revision_arn: String,
+    /// autopilot's record of the revision; None: not autopilot's.
+    record: Option<Record>,
+    /// When the record names no deployment: ECS's facts to adopt this one or not.
+    claim: Option<Claim>,
+    /// The deployment's stopped tasks, when they were read to find the revision.
+    stopped: Option<Stopped>,
+}
+
+/// The revision a deployment runs and autopilot's record of it.
+///
+/// The deployment is looked up on the service (one DescribeTaskDefinition of the
+/// family when it runs the latest revision). One that ECS has already dropped (a
+/// late or repeated event) is found by the deployment id recorded on recent
+/// revisions, or, not recorded yet, by its stopped tasks: a service task's
+/// `startedBy` is its deployment id, and its task definition is the revision.
+async fn deployment_revision(
+    ecs: &aws_sdk_ecs::Client,
+    target: &ServiceTarget,
+    service: &Service,
     deployment_id: &str,
-) -> Result<Option<(String, Option<Record>)>, AwsCallError> {
-    if let Some(arn) = service
+) -> Result<Option<Ran>, AwsCallError> {
+    let key = target.service_key();
+    if let Some(deployment) = service
         .deployments()
         .iter()
         .find(|d| d.id() == Some(deployment_id))
-        .and_then(|d| d.task_definition())
     {
-        let record = task_definition(ecs, arn)
-            .await?
-            .and_then(|(_, tags)| Record::from_tags(&tags));
-        return Ok(Some((arn.to_string(), record)));
+        let (record, claim) = listed_deployment(ecs, service, deployment, &key).await?;
+        return Ok(Some(Ran {
+            revision_arn: deployment.task_definition().unwrap_or_default().to_string(),
+            record,
+            claim,
+            stopped: None,
+        }));
     }
     let Some(family) = service.task_definition().and_then(family_of) else {
         return Ok(None);
     };
-    let Some((latest, tags)) = task_definition(ecs, family).await? else {
-        return Ok(None);
-    };
-    let mut candidate = Some((
-        latest.task_definition_arn().unwrap_or_default().to_string(),
-        tags,
-    ));
-    let mut revision = latest.revision();
-    for _ in 0..RECENT_REVISIONS {
-        let Some((arn, tags)) = candidate.take() else {
+    let latest = task_definition(ecs, family).await?;
+    let mut seen: Vec<Described> = Vec::new();
+    let mut candidate = latest.clone();
+    let mut revision = latest.as_ref().map_or(0, |(td, _)| td.revision());
+    for searched in 1..=RECENT_REVISIONS {
+        let Some((td, tags)) = candidate.take() else {
             break;
         };
         let record = Record::from_tags(&tags);
         if record.as_ref().is_some_and(|r| r.started(deployment_id)) {
-            return Ok(Some((arn, record)));
+            return Ok(Some(Ran {
+                revision_arn: td.task_definition_arn().unwrap_or_default().to_string(),
+                record,
+                claim: None,
+                stopped: None,
+            }));
         }
+        seen.push((td, tags));
         revision -= 1;
-        if revision < 1 {
+        if revision < 1 || searched == RECENT_REVISIONS {
             break;
         }
-        candidate = task_definition(ecs, &format!("{family}:{revision}"))
-            .await?
-            .map(|(td, tags)| {
-                (
-                    td.task_definition_arn().unwrap_or_default().to_string(),
-                    tags,
-                )
-            });
+        candidate = task_definition(ecs, &format!("{family}:{revision}")).await?;
     }
-    Ok(None)
+    let stopped = stopped_of(ecs, target, deployment_id).await?;
+    let Some(arn) = stopped
+        .tasks
+        .iter()
+        .find_map(|t| t.task_definition_arn())
+        .map(str::to_string)
+    else {
+        return Ok(None);
+    };
+    let revision = match seen
+        .into_iter()
+        .find(|(td, _)| td.task_definition_arn() == Some(arn.as_str()))
+    {
+        Some(described) => Some(described),
+        None => task_definition(ecs, &arn).await?,
+    };
+    let record = revision
+        .as_ref()
+        .and_then(|(_, tags)| Record::from_tags(tags));
+    let first_task = stopped
+        .tasks
+        .iter()
+        .filter_map(|t| t.created_at())
+        .min()
+        .copied();
+    let claim = revision
+        .as_ref()
+        .filter(|_| record.as_ref().is_some_and(|r| r.deployment_id.is_none()))
+        .map(|(td, _)| {
+            Claim::unlisted(
+                td,
+                deployment_id,
+                first_task,
+                later_revision(td, latest.as_ref(), &key),
+            )
+        });
+    Ok(Some(Ran {
+        revision_arn: arn,
+        record,
+        claim,
+        stopped: Some(stopped),
+    }))
 }
 
-/// Why the tasks a deployment started have stopped, newest first, e.g.
-/// `task 1a2b: Essential container in task exited; app exit 1 (OutOfMemoryError)`.
+/// The stopped tasks a deployment started, newest first, as far as they were read.
+pub struct Stopped {
+    pub tasks: Vec<Task>,
+    /// How many of the service's stopped tasks were read.
+    pub read: usize,
+    /// Whether the service has more stopped tasks than were read.
+    pub more: bool,
+}
+
+/// The stopped tasks the deployment started.
 ///
 /// ListTasks refuses `startedBy` together with any other filter ("When you specify
 /// startedBy as the filter, it must be the only filter that you use", ECS API
@@ -439,11 +565,11 @@ async fn deployment_revision(
 /// `desiredStatus`). So the service's STOPPED tasks are listed, and those the
 /// deployment started (a service task's `startedBy` is its deployment id) are
 /// kept here.
-pub async fn stopped_tasks(
+pub async fn stopped_of(
     ecs: &aws_sdk_ecs::Client,
     target: &ServiceTarget,
     deployment_id: &str,
-) -> Result<Vec<String>, AwsCallError> {
+) -> Result<Stopped, AwsCallError> {
     let key = target.service_key();
     // The service's stopped tasks come in no set order, 100 a page: read a few
     // pages, and say so in the page when there were more.
@@ -477,13 +603,35 @@ pub async fn stopped_tasks(
             .map_err(AwsCallError::of("DescribeTasks", &key))?;
         described.extend(out.tasks().iter().cloned());
     }
-    let mut tasks: Vec<_> = described
-        .iter()
+    let mut tasks: Vec<Task> = described
+        .into_iter()
         .filter(|t| t.started_by() == Some(deployment_id))
         .collect();
     tasks.sort_by_key(|t| std::cmp::Reverse(t.stopped_at().copied()));
-    let mut lines: Vec<String> = tasks
-        .into_iter()
+    Ok(Stopped {
+        tasks,
+        read: arns.len(),
+        more: next.is_some(),
+    })
+}
+
+/// Why the tasks a deployment started have stopped, newest first, e.g.
+/// `task 1a2b: Essential container in task exited; app exit 1 (OutOfMemoryError)`.
+pub async fn stopped_tasks(
+    ecs: &aws_sdk_ecs::Client,
+    target: &ServiceTarget,
+    deployment_id: &str,
+) -> Result<Vec<String>, AwsCallError> {
+    Ok(stopped_lines(
+        &stopped_of(ecs, target, deployment_id).await?,
+    ))
+}
+
+/// The lines a FAILED page shows of the stopped tasks.
+pub fn stopped_lines(stopped: &Stopped) -> Vec<String> {
+    let mut lines: Vec<String> = stopped
+        .tasks
+        .iter()
         .take(STOPPED_TASKS_SHOWN)
         .map(|t| {
             let id = t
@@ -516,13 +664,13 @@ pub async fn stopped_tasks(
             line
         })
         .collect();
-    if next.is_some() {
+    if stopped.more {
         lines.push(format!(
             "(the service has more than {} stopped tasks; only those were read)",
-            arns.len()
+            stopped.read
         ));
     }
-    Ok(lines)
+    lines
 }
 
 /// The newest service events, as on-call would read them in the console.

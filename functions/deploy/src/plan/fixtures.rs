@@ -11,6 +11,8 @@ use aws_smithy_types::DateTime;
 pub const REG: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 pub const CUR_ARN: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/backend:7";
 pub const LATEST_ARN: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/backend:8";
+/// When the fixtures' task definitions were registered: just before [`service`]'s deployment.
+pub const REGISTERED: i64 = 900;
 
 pub fn push() -> Push {
     Push {
@@ -41,7 +43,8 @@ pub fn target() -> ServiceTarget {
 pub fn td_with(arn: &str, containers: &[(&str, &str)]) -> TaskDefinition {
     let mut td = TaskDefinition::builder()
         .task_definition_arn(arn)
-        .family("backend");
+        .family("backend")
+        .registered_at(DateTime::from_secs(REGISTERED));
     for (name, image) in containers.iter().chain([("log", "fluent-bit:3")].iter()) {
         td = td.container_definitions(
             ContainerDefinition::builder()

@@ -1,7 +1,8 @@
 //! What a push means: whether deploy acts on the event at all, and then, for
 //! each mapped service, deploy, announce, skip, refuse or retry, with the reason.
 
-use super::revision_name;
+use super::adopt::{later_revision, Claim};
+use super::{revision_name, show_time};
 use crate::config::{Config, ServiceTarget};
 use crate::detail::EcrImageAction;
 use crate::image::{ecr_registry, pinned, EcrImageId, ImageRef};
@@ -117,8 +118,9 @@ pub enum Decision {
         image: String,
         reason: String,
     },
-    /// The service already runs our revision but on-call was never told the deploy
-    /// started (a crash after UpdateService): tell them and record the deployment.
+    /// A redelivery of the push finds the service running our revision with no
+    /// deployment recorded: the page may not have gone (a crash after
+    /// UpdateService). Tell on-call (again) and record the deployment.
     Announce {
         revision_arn: String,
         deployment_id: String,
@@ -137,7 +139,8 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Revision {
     Register(Box<NewRevision>),
-    /// A revision registered by an earlier, interrupted attempt for the same push.
+    /// A revision registered by an earlier, interrupted attempt for the same push,
+    /// which never reached UpdateService.
     Reuse(String),
 }
 
@@ -291,20 +294,41 @@ pub fn plan_service(
         if same_push {
             let arn = arn_of(latest).to_string();
             match &last.deployment_id {
-                None if pinned_everywhere(latest) => {
-                    return Decision::Deploy {
-                        reason: format!(
-                            "{} was pushed; reusing {} registered for it by an interrupted attempt",
-                            label(push),
-                            revision_name(&arn)
-                        ),
-                        revision: Revision::Reuse(arn),
-                        deployment_configuration,
-                        record,
-                        image,
+                None => match interrupted(found, latest, &key) {
+                    Interrupted::BeforeUpdate if pinned_everywhere(latest) => {
+                        return Decision::Deploy {
+                            reason: format!(
+                                "{} was pushed; reusing {} registered for it by an interrupted attempt",
+                                label(push),
+                                revision_name(&arn)
+                            ),
+                            revision: Revision::Reuse(arn),
+                            deployment_configuration,
+                            record,
+                            image,
+                        };
                     }
-                }
-                None => {}
+                    Interrupted::BeforeUpdate => {}
+                    Interrupted::Deployed(deployment) => {
+                        return Decision::Skip {
+                            reason: format!(
+                                "this push of {} was already deployed as {} in deployment {deployment} (no verdict recorded yet); {key} has since moved to {}, so the same push is not deployed again. Push the image again to retry",
+                                push.digest,
+                                revision_name(&arn),
+                                revision_name(&current_arn)
+                            ),
+                        };
+                    }
+                    Interrupted::Unknown(why) => {
+                        return Decision::Refuse {
+                            reason: format!(
+                                "{} was registered for this push of {}, but {why}: it may have been deployed and rolled back, so it is not deployed again. Push the image again to deploy it",
+                                revision_name(&arn),
+                                push.digest
+                            ),
+                        };
+                    }
+                },
                 Some(deployment) => {
                     let verdict = last
                         .verdict
@@ -392,41 +416,95 @@ fn older_than_running(
     }
 }
 
+/// What became of the revision an earlier attempt of this push registered, when
+/// its record names no deployment (a push records none; the verdict does).
+enum Interrupted {
+    /// The service was not deployed since it was registered: UpdateService never ran.
+    BeforeUpdate,
+    /// The service lists a deployment of it, and has moved on (a rollback).
+    Deployed(String),
+    /// The service was deployed since, and lists no deployment of it: why.
+    Unknown(String),
+}
+
+fn interrupted(found: &Found, latest: &TaskDefinition, key: &str) -> Interrupted {
+    let arn = arn_of(latest);
+    let deployments = found.service.deployments();
+    if let Some(d) = deployments
+        .iter()
+        .find(|d| d.task_definition() == Some(arn))
+    {
+        return Interrupted::Deployed(d.id().unwrap_or_default().to_string());
+    }
+    // The PRIMARY deployment is the newest: one created before the revision was
+    // registered means no deployment, of this revision or any other, came since.
+    let primary = deployments.iter().find(|d| d.status() == Some("PRIMARY"));
+    match (
+        primary.and_then(|d| d.created_at()),
+        latest.registered_at(),
+    ) {
+        (Some(created), Some(registered)) if created < registered => Interrupted::BeforeUpdate,
+        (Some(created), Some(registered)) => Interrupted::Unknown(format!(
+            "{key} was deployed again since ({} was created at {}, after it was registered at {}) and ECS lists no deployment of it",
+            primary.and_then(|d| d.id()).unwrap_or_default(),
+            show_time(created),
+            show_time(registered)
+        )),
+        _ => Interrupted::Unknown(format!(
+            "ECS gives no time to tell whether {key} was deployed since"
+        )),
+    }
+}
+
 fn already_running(
     push: &Push,
     target: &ServiceTarget,
     found: &Found,
     current_arn: &str,
 ) -> Decision {
-    let record = Record::from_tags(&found.current_tags).filter(|r| r.digest == push.digest);
-    let primary = found
+    let skip = |why: Option<String>| Decision::Skip {
+        reason: format!(
+            "already running {} ({}){}",
+            push.digest,
+            revision_name(current_arn),
+            why.map(|w| format!("; {w}")).unwrap_or_default()
+        ),
+    };
+    let Some(record) = Record::from_tags(&found.current_tags).filter(|r| r.digest == push.digest)
+    else {
+        return skip(None);
+    };
+    // No deployment id is the usual state until the verdict records it. Only a
+    // redelivery of the very push that deployed the revision announces it: the
+    // first attempt may have stopped between UpdateService and its page.
+    let same_push = push.event_id.is_some() && record.push_event == push.event_id;
+    if record.deployment_id.is_some() || record.verdict.is_some() || !same_push {
+        return skip(None);
+    }
+    let key = target.service_key();
+    let Some(primary) = found
         .service
         .deployments()
         .iter()
-        .find(|d| d.status() == Some("PRIMARY"));
-    if let (Some(record), Some(primary)) = (record, primary) {
-        let unannounced = record.deployment_id.is_none() && record.verdict.is_none();
-        if unannounced && primary.task_definition() == Some(current_arn) {
-            if let Some(id) = primary.id() {
-                return Decision::Announce {
-                    revision_arn: current_arn.to_string(),
-                    deployment_id: id.to_string(),
-                    reason: format!(
-                        "{} already runs {} but its deployment {id} was never announced",
-                        target.service_key(),
-                        revision_name(current_arn)
-                    ),
-                    record,
-                };
-            }
-        }
+        .find(|d| d.status() == Some("PRIMARY") && d.task_definition() == Some(current_arn))
+    else {
+        return skip(None);
+    };
+    let id = primary.id().unwrap_or_default().to_string();
+    let later = later_revision(&found.current, found.latest.as_ref(), &key);
+    if let Err(why) =
+        Claim::listed(&found.current, primary, found.service.deployments(), later).check()
+    {
+        return skip(Some(format!("not announcing deployment {id}: {why}")));
     }
-    Decision::Skip {
+    Decision::Announce {
+        revision_arn: current_arn.to_string(),
+        deployment_id: id.clone(),
         reason: format!(
-            "already running {} ({})",
-            push.digest,
+            "{key} already runs {} for this push, but its deployment {id} is not recorded yet: the page may not have gone, so it goes (again) and the deployment is recorded",
             revision_name(current_arn)
         ),
+        record,
     }
 }
 
@@ -596,6 +674,8 @@ mod tests {
             _ => unreachable!(),
         };
         f.current_tags = record_tags("sha256:new", "prod/backend");
+        f.current_tags
+            .push(ecs_tag(tag::PUSH_EVENT, &push().event_id.unwrap()));
         let d = plan_service(
             &push(),
             &target(),
@@ -698,10 +778,117 @@ mod tests {
         assert_eq!(d.action(), "deploy");
     }
 
+    /// autopilot's revision 8, registered at second 2 000 (after the service's
+    /// PRIMARY deployment, created at 1 000).
     fn latest_of_ours(extra: &[(&str, &str)], digest: &str) -> (TaskDefinition, Vec<Tag>) {
         let mut tags = record_tags(digest, "prod/backend");
         tags.extend(extra.iter().map(|(k, v)| ecs_tag(k, v)));
-        (td(LATEST_ARN, &format!("{REG}/backend@{digest}")), tags)
+        let mut latest = td(LATEST_ARN, &format!("{REG}/backend@{digest}"));
+        latest.registered_at = Some(aws_smithy_types::DateTime::from_secs(2_000));
+        (latest, tags)
+    }
+
+    #[test]
+    fn a_redelivery_announces_only_the_push_that_deployed_the_revision() {
+        let unrecorded = |f: &mut Found, event: &str| {
+            f.current_tags = record_tags("sha256:new", "prod/backend");
+            f.current_tags.push(ecs_tag(tag::PUSH_EVENT, event));
+        };
+        let event = push().event_id.unwrap();
+        let running = format!("{REG}/backend@sha256:new");
+        let d = plan_service(
+            &push(),
+            &target(),
+            &found_with(|f| unrecorded(f, &event), &running),
+            &PushTimes::default(),
+        );
+        assert_eq!(d.action(), "announce", "{d:?}");
+        // Another push of the same digest (a second tag, say) did not deploy it:
+        // nothing to announce while the deployment runs.
+        let d = plan_service(
+            &push(),
+            &target(),
+            &found_with(|f| unrecorded(f, "another-push"), &running),
+            &PushTimes::default(),
+        );
+        assert_eq!(d.action(), "skip", "{d:?}");
+        // A PRIMARY deployment long after the revision was registered is not the push's.
+        let observed = found_with(
+            |f| {
+                unrecorded(f, &event);
+                f.current.registered_at = Some(aws_smithy_types::DateTime::from_secs(-20_000));
+            },
+            &running,
+        );
+        let d = plan_service(&push(), &target(), &observed, &PushTimes::default());
+        assert_eq!(d.action(), "skip", "{d:?}");
+        assert!(
+            d.reason().contains("not announcing deployment ecs-svc/1"),
+            "{}",
+            d.reason()
+        );
+    }
+
+    #[test]
+    fn an_interrupted_attempt_is_reused_only_if_no_deployment_came_since() {
+        let event = push().event_id.unwrap();
+        let ours = || latest_of_ours(&[(tag::PUSH_EVENT, &event)], "sha256:new");
+        let v1 = format!("{REG}/backend:v1");
+        // The service's PRIMARY deployment (second 1 000) predates the revision: reuse.
+        let d = plan_service(
+            &push(),
+            &target(),
+            &found_with(|f| f.latest = Some(ours()), &v1),
+            &PushTimes::default(),
+        );
+        assert!(
+            matches!(
+                &d,
+                Decision::Deploy {
+                    revision: Revision::Reuse(_),
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        // The service lists a deployment of it (FAILED, rolled back, draining): deployed.
+        let observed = found_with(
+            |f| {
+                f.latest = Some(ours());
+                let mut failed = f.service.deployments()[0].clone();
+                failed.id = Some("ecs-svc/2".into());
+                failed.status = Some("ACTIVE".into());
+                failed.task_definition = Some(LATEST_ARN.into());
+                f.service.deployments.as_mut().unwrap().push(failed);
+            },
+            &v1,
+        );
+        let d = plan_service(&push(), &target(), &observed, &PushTimes::default());
+        assert_eq!(d.action(), "skip", "{d:?}");
+        assert!(
+            d.reason()
+                .contains("in deployment ecs-svc/2 (no verdict recorded yet)"),
+            "{}",
+            d.reason()
+        );
+        // A deployment came since and none of the revision is listed: it may have
+        // been deployed and drained; never deployed again on a guess.
+        let observed = found_with(
+            |f| {
+                f.latest = Some(ours());
+                f.service.deployments.as_mut().unwrap()[0].created_at =
+                    Some(aws_smithy_types::DateTime::from_secs(3_000));
+            },
+            &v1,
+        );
+        let d = plan_service(&push(), &target(), &observed, &PushTimes::default());
+        assert_eq!(d.action(), "refuse", "{d:?}");
+        assert!(
+            d.reason()
+                .contains("may have been deployed and rolled back"),
+            "{}",
+            d.reason()
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! What on-call hears of an ECS deployment's verdict. Only the deployment that
-//! autopilot started, and recorded on the revision it registered, gets one: a
-//! rollback, a forced redeployment or a manual deploy of that revision does not.
+//! autopilot started gets one: the one recorded on the revision it registered,
+//! or, while the record names none yet (a push records no deployment id), the
+//! one [`adopt`](super::adopt) recognises from what ECS says. A rollback, a forced
+//! redeployment or a manual deploy of that revision gets none.
 
+use super::adopt::Claim;
 use super::pages;
 use super::revision_name;
 use crate::config::{Config, ServiceTarget};
@@ -91,6 +94,9 @@ pub struct Facts {
     pub stopped_tasks: Result<Vec<String>, String>,
     /// The service's latest events, newest first.
     pub service_events: Vec<String>,
+    /// When the record names no deployment yet: what ECS says of this one, to
+    /// adopt it or not.
+    pub claim: Option<Claim>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -106,18 +112,57 @@ pub enum Decision {
     },
 }
 
+/// How a deployment is known to be autopilot's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ours {
+    /// The record names it.
+    Recorded,
+    /// The record names none yet, and ECS's facts ([`Claim`]) say it is the one
+    /// autopilot started: its id is recorded with what on-call is told.
+    Adopted,
+}
+
 /// Whether `deployment_id` is the deployment autopilot started for the revision
-/// `record` describes. A record with no deployment id yet (a crash between
-/// UpdateService and recording it) adopts the deployment that runs its revision.
-pub fn is_ours(record: &Record, deployment_id: &str) -> bool {
-    record.deployment_id.is_none() || record.started(deployment_id)
+/// `record` describes; otherwise why not.
+pub fn ownership(
+    record: &Record,
+    revision_arn: &str,
+    deployment_id: &str,
+    claim: Option<&Claim>,
+) -> Result<Ours, String> {
+    if record.started(deployment_id) {
+        return Ok(Ours::Recorded);
+    }
+    let rev = revision_name(revision_arn);
+    if let Some(ours) = &record.deployment_id {
+        return Err(format!(
+            "deployment {deployment_id} runs {rev}, which autopilot deployed as {ours}; this is another deployment of it (a circuit-breaker rollback, a forced redeployment or a manual deploy), not autopilot's"
+        ));
+    }
+    let why = match claim.map(Claim::check) {
+        Some(Ok(())) => return Ok(Ours::Adopted),
+        Some(Err(why)) => why,
+        None => "ECS says nothing of it to tell".to_string(),
+    };
+    Err(format!(
+        "deployment {deployment_id} runs {rev}, whose record names no deployment yet, and it is not the one autopilot started: {why}"
+    ))
 }
 
 /// Whether the verdict needs the deployment's stopped tasks: a FAILED verdict of
 /// autopilot's deployment that on-call has not heard yet.
-pub fn wants_stopped_tasks(verdict: Verdict, record: Option<&Record>, deployment_id: &str) -> bool {
+pub fn wants_stopped_tasks(
+    verdict: Verdict,
+    record: Option<&Record>,
+    revision_arn: &str,
+    deployment_id: &str,
+    claim: Option<&Claim>,
+) -> bool {
     verdict == Verdict::Failed
-        && record.is_some_and(|r| is_ours(r, deployment_id) && !r.has_verdict_for(deployment_id))
+        && record.is_some_and(|r| {
+            ownership(r, revision_arn, deployment_id, claim).is_ok()
+                && !r.has_verdict_for(deployment_id)
+        })
 }
 
 /// Decides what on-call hears about a deployment's verdict.
@@ -148,15 +193,15 @@ pub fn plan_verdict(
             ),
         };
     };
-    if !is_ours(record, deployment_id) {
-        return Decision::Ignore {
-            reason: format!(
-                "deployment {deployment_id} runs {}, which autopilot deployed as {}; this is another deployment of it (a circuit-breaker rollback, a forced redeployment or a manual deploy), not autopilot's",
-                revision_name(&facts.revision_arn),
-                record.deployment_id.as_deref().unwrap_or_default()
-            ),
-        };
-    }
+    let ours = match ownership(
+        record,
+        &facts.revision_arn,
+        deployment_id,
+        facts.claim.as_ref(),
+    ) {
+        Ok(ours) => ours,
+        Err(reason) => return Decision::Ignore { reason },
+    };
     if record.has_verdict_for(deployment_id) {
         return Decision::Ignore {
             reason: format!("on-call already has the verdict of deployment {deployment_id}"),
@@ -181,7 +226,7 @@ pub fn plan_verdict(
         tag::VERDICT,
         format!("{} {deployment_id}", verdict.as_str()),
     )];
-    if record.deployment_id.is_none() {
+    if ours == Ours::Adopted {
         tags.push((tag::DEPLOYMENT, deployment_id.to_string()));
     }
     Decision::Notify {
@@ -213,7 +258,22 @@ mod tests {
                 "Essential container in task exited (exit code 1)".into()
             ]),
             service_events: vec!["(service backend) rolling back".into()],
+            claim: None,
         }))
+    }
+
+    /// ECS's facts of `ecs-svc/9`: created `created` seconds after backend:8 was registered.
+    fn claim(created: i64) -> Claim {
+        Claim {
+            revision_arn: FAILED_ARN.into(),
+            registered_at: Some(aws_smithy_types::DateTime::from_secs(10_000)),
+            deployment_id: "ecs-svc/9".into(),
+            created: Some(super::super::adopt::Created::At(
+                aws_smithy_types::DateTime::from_secs(10_000 + created),
+            )),
+            earlier: None,
+            later: None,
+        }
     }
 
     #[test]
@@ -317,29 +377,88 @@ mod tests {
                 matches!(&d, Decision::Ignore { reason } if reason.contains("another deployment")),
                 "{d:?}"
             );
-            assert!(!wants_stopped_tasks(v, Some(&record()), "ecs-svc/10"));
+            assert!(!wants_stopped_tasks(
+                v,
+                Some(&record()),
+                FAILED_ARN,
+                "ecs-svc/10",
+                None
+            ));
         }
         assert!(wants_stopped_tasks(
             Verdict::Failed,
             Some(&record()),
-            "ecs-svc/9"
+            FAILED_ARN,
+            "ecs-svc/9",
+            None
         ));
     }
 
-    #[test]
-    fn a_deployment_autopilot_had_not_recorded_yet_is_adopted() {
+    fn unrecorded(claim: Option<Claim>) -> Observed {
         let mut r = record();
         r.deployment_id = None;
-        let d = plan_verdict(
-            Verdict::Completed,
-            &target(),
-            "ecs-svc/9",
-            &facts(Some(r), None),
-        );
-        let Decision::Notify { tags, .. } = d else {
-            panic!("{d:?}")
+        let Observed::Found(mut f) = facts(Some(r), None) else {
+            unreachable!()
         };
-        assert!(tags.contains(&(tag::DEPLOYMENT, "ecs-svc/9".to_string())));
+        f.claim = claim;
+        Observed::Found(f)
+    }
+
+    #[test]
+    fn the_deployment_a_push_started_is_adopted_and_recorded_with_its_verdict() {
+        for v in [Verdict::Completed, Verdict::Failed] {
+            let observed = unrecorded(Some(claim(2)));
+            let d = plan_verdict(v, &target(), "ecs-svc/9", &observed);
+            let Decision::Notify { tags, .. } = d else {
+                panic!("{d:?}")
+            };
+            assert_eq!(
+                tags,
+                vec![
+                    (tag::VERDICT, format!("{} ecs-svc/9", v.as_str())),
+                    (tag::DEPLOYMENT, "ecs-svc/9".to_string())
+                ]
+            );
+            let Observed::Found(f) = &observed else {
+                unreachable!()
+            };
+            assert_eq!(
+                wants_stopped_tasks(
+                    v,
+                    f.record.as_ref(),
+                    FAILED_ARN,
+                    "ecs-svc/9",
+                    f.claim.as_ref()
+                ),
+                v == Verdict::Failed
+            );
+        }
+    }
+
+    #[test]
+    fn a_deployment_ecs_does_not_vouch_for_is_not_adopted() {
+        // Created two hours after the revision (say a forced redeployment after
+        // autopilot's own verdict event was lost), or nothing known of it.
+        for claim in [Some(claim(7_200)), None] {
+            for v in [Verdict::Completed, Verdict::Failed] {
+                let observed = unrecorded(claim.clone());
+                let d = plan_verdict(v, &target(), "ecs-svc/9", &observed);
+                assert!(
+                    matches!(&d, Decision::Ignore { reason } if reason.contains("record names no deployment yet")),
+                    "{d:?}"
+                );
+                let Observed::Found(f) = &observed else {
+                    unreachable!()
+                };
+                assert!(!wants_stopped_tasks(
+                    v,
+                    f.record.as_ref(),
+                    FAILED_ARN,
+                    "ecs-svc/9",
+                    f.claim.as_ref()
+                ));
+            }
+        }
     }
 
     #[test]
