@@ -1094,3 +1094,43 @@ fn the_dr_region_stack_puts_events_only_on_the_source_bus() {
     // Not deployable in the source region itself, where it would loop.
     assert!(dr["Rules"]["NotTheSourceRegion"]["Assertions"].is_array());
 }
+
+/// Every inline policy keeps a statement when every condition is false (IAM
+/// refuses a policy with none: MalformedPolicyDocument), and rotate, which makes
+/// its passwords itself, is not allowed GetRandomPassword.
+#[test]
+fn every_inline_policy_has_an_unconditional_statement_and_rotate_makes_its_own_passwords() {
+    let resources = &template()["Resources"];
+    let functions: Vec<&String> = resources
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .map(|(id, _)| id)
+        .collect();
+    assert!(functions.len() >= 5, "{functions:?}");
+    for id in functions {
+        let Some(policies) = resources[id]["Properties"]["Policies"].as_array() else {
+            continue;
+        };
+        for policy in policies.iter().filter(|p| p["Statement"].is_array()) {
+            let unconditional = policy["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s.get("Fn::If").is_none())
+                .count();
+            assert!(unconditional > 0, "{id}: an inline policy can end up empty");
+        }
+    }
+    for s in statements("RotateFunction") {
+        let actions = match &s["Action"] {
+            Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+            Value::String(one) => vec![one.as_str()],
+            _ => vec![],
+        };
+        if actions.contains(&"secretsmanager:GetRandomPassword") {
+            assert_eq!(s["Effect"], "Deny", "{s}");
+        }
+    }
+}
