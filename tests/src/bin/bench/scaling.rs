@@ -14,9 +14,10 @@
 
 use crate::report::{spread, Section, Target};
 use autopilot_shared::backup::{self, tag};
+use autopilot_shared::config::lookup_from;
 use autopilot_shared::invocation::{Outcome, Report};
 use autopilot_tests::alarms::{sample, AlarmSpec};
-use autopilot_tests::snapshots::{self as rds, Db, DR, SOURCE};
+use autopilot_tests::snapshots::{self as rds, Db, QUOTA_DR, QUOTA_SOURCE};
 use autopilot_tests::{call_log_dir, emulator, push_event_at, template, Stack, REGION};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
@@ -944,27 +945,52 @@ async fn create_snapshots(client: &aws_sdk_rds::Client, db: &str, ids: &[String]
 
 /// One database with `n` of autopilot's snapshots: the newest `kept` recent and
 /// already copied to the DR region (the copies confirmed), the rest past retention.
+///
+/// In a Region pair of its own ([`QUOTA_SOURCE`] → [`QUOTA_DR`]), where no other
+/// part of the benchmark keeps snapshots: moto holds at most 1,000 DB snapshots a
+/// Region (MOTO_RDS_SNAPSHOT_LIMIT), so the 1,000 need the Region to themselves,
+/// and each run deletes what it left before the next.
 async fn retention_run(log: &CallLog, n: usize) -> RetentionRun {
     let s = Stack::new(&format!("scale-retain-{n}")).await;
     let db = s.name("orders");
-    rds::create_instance(SOURCE, &db, false).await;
-    let dr_key = rds::kms_key(DR);
+    rds::create_instance(QUOTA_SOURCE, &db, false).await;
+    let dr_key = rds::kms_key(QUOTA_DR);
+    // The function's clients in the source Region, and an on-call topic there.
+    let sdk = s
+        .sdk
+        .to_builder()
+        .region(aws_sdk_rds::config::Region::new(QUOTA_SOURCE))
+        .build();
+    let topic = aws_sdk_sns::Client::new(&sdk)
+        .create_topic()
+        .name(s.name("oncall"))
+        .send()
+        .await
+        .expect("create the source Region's topic")
+        .topic_arn
+        .expect("topic ARN");
     let databases = json!([{ "instance": db }]).to_string();
-    let config = snapshot::config::Config::from_lookup(s.lookup(&[
-        (snapshot::config::AWS_REGION, SOURCE.to_string()),
-        (snapshot::config::DATABASES, databases),
-        (snapshot::config::DR_REGION, DR.to_string()),
-        (snapshot::config::DR_KMS_KEY, dr_key),
-        (snapshot::config::COPY_LIMIT, "20".to_string()),
-    ]))
+    let config = snapshot::config::Config::from_lookup(lookup_from(
+        [
+            (autopilot_shared::config::TOPIC_ARN, topic),
+            (snapshot::config::AWS_REGION, QUOTA_SOURCE.to_string()),
+            (snapshot::config::DATABASES, databases),
+            (snapshot::config::DR_REGION, QUOTA_DR.to_string()),
+            (snapshot::config::DR_KMS_KEY, dr_key),
+            (snapshot::config::COPY_LIMIT, "20".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    ))
     .expect("snapshot configuration");
     let (days, keep) = (config.retention_days as i64, config.keep);
-    let f = snapshot::Snapshotter::new(&s.sdk, config).expect("snapshot cold start");
+    let f = snapshot::Snapshotter::new(&sdk, config).expect("snapshot cold start");
     let check = || {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         template::scheduled_event("SnapshotFunction", "HourlyCheck", &now)
     };
-    let client = rds::rds(SOURCE).await;
+    let client = rds::rds(QUOTA_SOURCE).await;
     let now = chrono::Utc::now().timestamp();
     let recent_count = keep.max(n / 10).min(n);
 
@@ -974,7 +1000,7 @@ async fn retention_run(log: &CallLog, n: usize) -> RetentionRun {
         .collect();
     create_snapshots(&client, &db, &recent).await;
     for (i, id) in recent.iter().enumerate() {
-        rds::set_snapshot_time(SOURCE, id, false, now - 3600 * (i as i64 + 1));
+        rds::set_snapshot_time(QUOTA_SOURCE, id, false, now - 3600 * (i as i64 + 1));
     }
     for _ in 0..(recent_count / 20 + 3) {
         let report = f.handle(invoke_event(check())).await.expect("set-up check");
@@ -986,7 +1012,7 @@ async fn retention_run(log: &CallLog, n: usize) -> RetentionRun {
             break;
         }
     }
-    let dr_copies = rds::snapshots(DR, Db::Instance(&db)).await.len();
+    let dr_copies = rds::snapshots(QUOTA_DR, Db::Instance(&db)).await.len();
 
     // The expired ones: past retention (and past the DR window, so no copy is owed).
     let old: Vec<String> = (0..n - recent_count)
@@ -994,7 +1020,12 @@ async fn retention_run(log: &CallLog, n: usize) -> RetentionRun {
         .collect();
     create_snapshots(&client, &db, &old).await;
     for (i, id) in old.iter().enumerate() {
-        rds::set_snapshot_time(SOURCE, id, false, now - (days + 1) * 86_400 - 60 * i as i64);
+        rds::set_snapshot_time(
+            QUOTA_SOURCE,
+            id,
+            false,
+            now - (days + 1) * 86_400 - 60 * i as i64,
+        );
     }
 
     eprintln!("scaling: snapshot, the hourly check over {n} snapshots");
@@ -1015,7 +1046,24 @@ async fn retention_run(log: &CallLog, n: usize) -> RetentionRun {
             *others.entry(o.action.clone()).or_default() += 1;
         }
     }
-    let kept = rds::snapshots(SOURCE, Db::Instance(&db)).await.len();
+    let left = rds::snapshots(QUOTA_SOURCE, Db::Instance(&db)).await;
+    let kept = left.len();
+
+    // Leave the Regions empty for the next size.
+    for (region, snaps) in [
+        (QUOTA_SOURCE, left),
+        (QUOTA_DR, rds::snapshots(QUOTA_DR, Db::Instance(&db)).await),
+    ] {
+        let client = rds::rds(region).await;
+        for snap in snaps {
+            client
+                .delete_db_snapshot()
+                .db_snapshot_identifier(&snap.id)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("clean up {}: {}", snap.id, rds::error_code(&e)));
+        }
+    }
     RetentionRun {
         size: n,
         kept,
@@ -1030,7 +1078,7 @@ async fn retention_run(log: &CallLog, n: usize) -> RetentionRun {
 async fn retention(log: &CallLog, quick: bool) -> String {
     let sizes: &[usize] = if quick { &[10, 100] } else { &[10, 100, 1000] };
     // AWS's default is 100 manual snapshots a Region; this measurement needs more.
-    for region in [SOURCE, DR] {
+    for region in [QUOTA_SOURCE, QUOTA_DR] {
         rds::set_quota(region, "ManualSnapshots", Some(10_000));
     }
     let mut runs = Vec::new();
@@ -1038,15 +1086,17 @@ async fn retention(log: &CallLog, quick: bool) -> String {
         eprintln!("scaling: snapshot, retention over {n} snapshots (set-up)");
         runs.push(retention_run(log, n).await);
     }
-    for region in [SOURCE, DR] {
+    for region in [QUOTA_SOURCE, QUOTA_DR] {
         rds::set_quota(region, "ManualSnapshots", None);
     }
 
     let mut md = String::from("### Retention over many snapshots (snapshot)\n\n");
-    md.push_str(
+    let _ = write!(
+        md,
         "One database (an RDS instance) with *n* of autopilot's scheduled snapshots in the source \
-         Region, the DR Region configured (copy limit 20) and the default retention (7 days, keep \
-         the newest 3). The newest max(3, n/10) are recent and already copied to the DR Region, \
+         Region ({QUOTA_SOURCE}, the DR Region {QUOTA_DR}: a pair to themselves, since moto holds \
+         at most 1,000 DB snapshots a Region), copy limit 20 and the default retention (7 days, \
+         keep the newest 3). The newest max(3, n/10) are recent and already copied to the DR Region, \
          their copies confirmed (by the function's own earlier checks); the rest are older than \
          the retention and the DR window, as after a backlog (retention lowered, or the check \
          failing for a while). Measured: one `snapshot-check` run of the template's HourlyCheck \
@@ -1113,8 +1163,8 @@ async fn retention(log: &CallLog, quick: bool) -> String {
          dominated by the sequential deletes ({}). Because every call of the check is made in \
          sequence, its time on AWS is about calls × latency: at an assumed 100 ms an RDS call, \
          the {} calls at {} snapshots would take about {}, against the function's 120 s timeout \
-         (a run cut short leaves the rest to its retry or the next hour's run: each delete stands \
-         alone).\n",
+         (a run cut short loses nothing: each delete stands alone, and the next run reads again \
+         and deletes the rest).\n",
         pages.join("; "),
         per_delete.join("; "),
         total(&biggest.calls),
