@@ -2,6 +2,7 @@
 //! invocation skeleton, paging on-call, event parsing, logging and AWS clients.
 //! A function's own configuration, event details and logic live in its crate.
 
+pub mod adopt;
 pub mod aws;
 pub mod backup;
 pub mod config;

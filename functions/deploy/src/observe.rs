@@ -7,7 +7,7 @@
 use crate::config::ServiceTarget;
 use crate::error::DeployError;
 use crate::image::{EcrImageId, ImageRef};
-use crate::plan::adopt::{later_revision, Claim};
+use crate::plan::adopt::{self, later_revision, Claim};
 use crate::plan::push::{Found, Observed, Push, PushTimes};
 use crate::plan::verdict::{self, Facts, Verdict};
 use crate::taskdef::{container_image, family_of, EcsRecord, Record};
@@ -429,7 +429,7 @@ pub async fn listed_deployment(
         .as_ref()
         .filter(|r| r.deployment_id.is_none())
         .map(|_| {
-            Claim::listed(
+            adopt::listed(
                 &td,
                 deployment,
                 service.deployments(),
@@ -533,7 +533,7 @@ async fn deployment_revision(
         .as_ref()
         .filter(|_| record.as_ref().is_some_and(|r| r.deployment_id.is_none()))
         .map(|(td, _)| {
-            Claim::unlisted(
+            adopt::unlisted(
                 td,
                 deployment_id,
                 first_task,

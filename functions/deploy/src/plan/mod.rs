@@ -11,16 +11,9 @@ pub mod push;
 pub mod sweep;
 pub mod verdict;
 
-/// `family:revision`, the short name on-call reads.
-pub fn revision_name(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
-}
-
-/// A timestamp as on-call reads it: RFC 3339, with the fraction ECR keeps.
-pub fn show_time(t: &aws_smithy_types::DateTime) -> String {
-    t.fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| t.secs().to_string())
-}
+/// `family:revision`, and a timestamp as on-call reads it: the same helpers
+/// word the reasons of the adoption rule ([`adopt`]).
+pub use autopilot_shared::adopt::{revision_name, show_time};
 
 #[cfg(test)]
 pub(crate) mod fixtures;

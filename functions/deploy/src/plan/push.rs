@@ -1,7 +1,7 @@
 //! What a push means: whether deploy acts on the event at all, and then, for
 //! each mapped service, deploy, announce, skip, refuse or retry, with the reason.
 
-use super::adopt::{later_revision, Claim};
+use super::adopt::{self, later_revision};
 use super::{revision_name, show_time};
 use crate::config::{Config, ServiceTarget};
 use crate::detail::EcrImageAction;
@@ -493,7 +493,7 @@ fn already_running(
     let id = primary.id().unwrap_or_default().to_string();
     let later = later_revision(&found.current, found.latest.as_ref(), &key);
     if let Err(why) =
-        Claim::listed(&found.current, primary, found.service.deployments(), later).check()
+        adopt::listed(&found.current, primary, found.service.deployments(), later).check()
     {
         return skip(Some(format!("not announcing deployment {id}: {why}")));
     }

@@ -128,7 +128,7 @@ mod tests {
         r.deployment_id = None;
         let mut revision = td(CUR_ARN, "x");
         revision.registered_at = Some(aws_smithy_types::DateTime::from_secs(990));
-        let claim = Claim::listed(&revision, d, s.deployments(), None);
+        let claim = super::super::adopt::listed(&revision, d, s.deployments(), None);
         let warning = plan_timeout(&target(), d, Some(&r), Some(&claim), 2_800, vec![]).unwrap();
         assert_eq!(
             warning.tags,
@@ -139,7 +139,7 @@ mod tests {
         );
         // Registered long before it: a later deployment of the revision, not autopilot's.
         revision.registered_at = Some(aws_smithy_types::DateTime::from_secs(-10_000));
-        let claim = Claim::listed(&revision, d, s.deployments(), None);
+        let claim = super::super::adopt::listed(&revision, d, s.deployments(), None);
         assert!(plan_timeout(&target(), d, Some(&r), Some(&claim), 2_800, vec![]).is_err());
     }
 
