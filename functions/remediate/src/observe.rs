@@ -269,6 +269,7 @@ pub async fn service(
             .collect(),
         scalable: None,
         record: None,
+        registered_at: None,
     };
     if scaling {
         let resource_id = format!("service/{}/{}", b.cluster, b.service);
@@ -310,6 +311,10 @@ pub async fn service(
                     .iter()
                     .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
             );
+            state.registered_at = out
+                .task_definition()
+                .and_then(|td| td.registered_at())
+                .and_then(chrono_of);
             state.task_definition = running;
         }
     }

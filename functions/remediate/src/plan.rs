@@ -7,6 +7,7 @@ use crate::alarm::{Alarm, State};
 use crate::config::{Config, DatabaseBounds, InsufficientData, ServiceBounds};
 use crate::guard::{self, clock, Claim, Flips, Gate, Guard, Scaled};
 use crate::runbook::{Runbook, Target};
+use autopilot_shared::adopt::{self, Created};
 use autopilot_shared::record::Record;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -25,6 +26,8 @@ pub struct ServiceState {
     pub scalable: Option<Scalable>,
     /// deploy's record on the revision the PRIMARY deployment runs (rollback only).
     pub record: Option<Record>,
+    /// When ECS registered that revision (`registeredAt`; rollback only).
+    pub registered_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -318,11 +321,17 @@ fn rollback(
             b.key()
         )));
     }
-    let Some(ours) = record
-        .deployment_id
-        .as_deref()
-        .and_then(|id| s.deployments.iter().find(|d| d.id == id))
-    else {
+    let ours = match record.deployment_id.as_deref() {
+        Some(id) => s.deployments.iter().find(|d| d.id == id),
+        // A push records no deployment id (its verdict does): until then
+        // autopilot's deployment is recognised from ECS's own times.
+        None => adopted(s).map_err(|why| {
+            page(format!(
+                "{running}'s record names no deployment yet, and ECS does not vouch for one as autopilot's: {why}"
+            ))
+        })?,
+    };
+    let Some(ours) = ours else {
         return Err(page(format!(
             "autopilot's deployment of {running} is no longer one of the service's (already rolled back or replaced)"
         )));
@@ -370,6 +379,44 @@ fn rollback(
         from: s.task_definition.clone(),
         to: record.previous.clone(),
     })
+}
+
+/// autopilot's deployment of the service's revision while its record names none
+/// yet, by the rule deploy adopts it with ([`adopt`]): the first deployment of
+/// the revision the service lists, created within the window after ECS
+/// registered the revision. `None` when the service lists no deployment of it;
+/// an error saying why when the first one cannot be autopilot's.
+fn adopted(s: &ServiceState) -> Result<Option<&Deployment>, String> {
+    let Some(first) = s
+        .deployments
+        .iter()
+        .filter(|d| d.task_definition == s.task_definition)
+        // A deployment without a time sorts first, and is refused by the check.
+        .min_by_key(|d| d.created_at)
+    else {
+        return Ok(None);
+    };
+    let claim = adopt::Claim {
+        revision_arn: s.task_definition.clone(),
+        registered_at: s.registered_at.map(smithy),
+        deployment_id: first.id.clone(),
+        created: first.created_at.map(|t| Created::At(smithy(t))),
+        // It is the first the service lists of its revision.
+        earlier: None,
+        // deploy also refuses a deployment created after autopilot registered a
+        // later revision for the service. That does not apply here: the revision
+        // is the service's current one, so no later revision of autopilot's is
+        // what the service runs. (A circuit-breaker rollback onto this revision
+        // after a later push is a new deployment of it: it is refused only while
+        // autopilot's own deployment is still listed, the first and not PRIMARY.)
+        later: None,
+    };
+    claim.check()?;
+    Ok(Some(first))
+}
+
+fn smithy(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
+    aws_smithy_types::DateTime::from_secs_and_nanos(t.timestamp(), t.timestamp_subsec_nanos())
 }
 
 fn family(arn: &str) -> Option<&str> {
@@ -679,6 +726,7 @@ mod tests {
             }],
             scalable: None,
             record: None,
+            registered_at: None,
         }
     }
 
@@ -893,6 +941,110 @@ mod tests {
     }
 
     const WEB7: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:7";
+    const WEB8: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:8";
+
+    /// A rollback world whose record names no deployment yet (a push records
+    /// none), with web:8 registered `registered` seconds before its deployment.
+    fn unrecorded_world(registered: i64) -> World {
+        let mut w = rollback_world("2026-11-24T02:50:00Z", "prod/web", WEB7);
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.record.as_mut().unwrap().deployment_id = None;
+        s.deployments[0].rollout_state = "IN_PROGRESS".into();
+        s.registered_at =
+            Some(s.deployments[0].created_at.unwrap() - chrono::Duration::seconds(registered));
+        w
+    }
+
+    #[test]
+    fn without_a_recorded_id_the_first_deployment_inside_the_window_is_rolled_back() {
+        // The push registered web:8 and started its deployment a second later; no verdict yet.
+        let w = unrecorded_world(1);
+        let Verdict::Act(Action::Rollback { from, to, .. }) = run(&w).verdict else {
+            panic!("{:?}", run(&w))
+        };
+        assert_eq!((from.as_str(), to.as_str()), (WEB8, WEB7));
+        // The old revision still draining does not change which one is autopilot's.
+        let mut w = unrecorded_world(60);
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.deployments.push(Deployment {
+            id: "ecs-svc/7".into(),
+            status: "ACTIVE".into(),
+            rollout_state: "COMPLETED".into(),
+            task_definition: WEB7.into(),
+            created_at: Some("2026-11-24T01:00:00Z".parse().unwrap()),
+        });
+        assert!(matches!(
+            run(&w).verdict,
+            Verdict::Act(Action::Rollback { .. })
+        ));
+    }
+
+    #[test]
+    fn without_a_recorded_id_a_deployment_outside_the_window_pages_only() {
+        // web:8 was registered 2 hours before this deployment of it: a forced
+        // redeployment or someone's manual deploy, not the push's.
+        let w = unrecorded_world(7200);
+        let Verdict::PageOnly(why) = run(&w).verdict else {
+            panic!("{:?}", run(&w))
+        };
+        assert!(
+            why.starts_with("no rollback: web:8's record names no deployment yet")
+                && why.contains("120 min after web:8 was registered")
+                && why.contains("not the deployment autopilot started"),
+            "{why}"
+        );
+        // No registration time from ECS: never a yes.
+        let mut w = unrecorded_world(1);
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.registered_at = None;
+        assert!(
+            matches!(run(&w).verdict, Verdict::PageOnly(r) if r.contains("no registration time"))
+        );
+    }
+
+    #[test]
+    fn without_a_recorded_id_an_earlier_deployment_of_the_revision_means_page_only() {
+        // Autopilot's deployment of web:8 is still listed; a later one of web:8
+        // (a forced redeployment) is PRIMARY: that is not autopilot's to roll back.
+        let mut w = unrecorded_world(1);
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.deployments[0].status = "ACTIVE".into();
+        s.deployments.insert(
+            0,
+            Deployment {
+                id: "ecs-svc/9".into(),
+                status: "PRIMARY".into(),
+                rollout_state: "IN_PROGRESS".into(),
+                task_definition: WEB8.into(),
+                created_at: Some("2026-11-24T02:55:00Z".parse().unwrap()),
+            },
+        );
+        let Verdict::PageOnly(why) = run(&w).verdict else {
+            panic!("{:?}", run(&w))
+        };
+        assert!(
+            why.contains(
+                "autopilot's deployment ecs-svc/8 is ACTIVE; another deployment is PRIMARY"
+            ),
+            "{why}"
+        );
+        // The earlier one outside the window: the reason is the window's.
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.registered_at = Some("2026-11-23T20:00:00Z".parse().unwrap());
+        assert!(
+            matches!(run(&w).verdict, Verdict::PageOnly(r) if r.contains("ecs-svc/8 was created"))
+        );
+    }
 
     #[test]
     fn five_xx_rolls_back_a_recent_autopilot_deploy_only() {
