@@ -263,7 +263,7 @@ mod tests {
                 "AUTOPILOT_ROTATIONS[0].password.length",
             ),
             (
-                r#"[{"secret":"s","strategy":"random","password":{"exclude_characters":"0123456789"}}]"#,
+                r##"[{"secret":"s","strategy":"random","password":{"exclude_characters":"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"}}]"##,
                 "AUTOPILOT_ROTATIONS[0].password.exclude_characters",
             ),
             (

@@ -8,7 +8,10 @@
 //! in passwords: ``!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~``"; no space unless
 //! `IncludeSpace`), less the policy's `exclude_characters`.
 //! `RequireEachIncludedType`: "at least one upper and lowercase letter, one
-//! number, and one punctuation".
+//! number, and one punctuation" of the types the password may hold. A type
+//! whose every character is excluded (an alphanumeric-only policy, say) is not
+//! included, so it is not required: such a policy worked with GetRandomPassword
+//! and must keep working. Only a policy that leaves no character is refused.
 //!
 //! Every character is an independent uniform choice from the allowed ones
 //! (`rand`'s `Choose`, which rejects rather than reduces modulo, so no
@@ -50,11 +53,19 @@ pub fn allowed(policy: &PasswordPolicy) -> Result<Vec<Vec<char>>, String> {
             .filter(|c| !policy.exclude_characters.contains(*c))
             .collect();
         if left.is_empty() {
-            return Err(format!(
-                "exclude_characters excludes every {name}, and a password needs at least one of each type (lowercase, uppercase, number, punctuation)"
-            ));
+            tracing::debug!(
+                excluded = name,
+                "every character of a type is excluded; it is not required"
+            );
+            continue;
         }
         types.push(left);
+    }
+    if types.is_empty() {
+        return Err(
+            "exclude_characters excludes every letter, number and punctuation character: no password can be made"
+                .to_string(),
+        );
     }
     if length < types.len() {
         return Err(format!(
@@ -207,20 +218,31 @@ mod tests {
     }
 
     #[test]
-    fn a_policy_that_excludes_a_whole_type_is_refused() {
+    fn a_wholly_excluded_type_is_left_out_and_the_rest_still_required() {
         let cases = [
-            (TYPES[0].1.to_string(), "every lowercase letter"),
-            (TYPES[1].1.to_string(), "every uppercase letter"),
-            (TYPES[2].1.to_string(), "every number"),
-            (format!("{URL_UNSAFE_CHARACTERS}-._~"), "every punctuation"),
+            TYPES[0].1.to_string(),
+            TYPES[1].1.to_string(),
+            TYPES[2].1.to_string(),
+            format!("{URL_UNSAFE_CHARACTERS}-._~"),
         ];
-        for (exclude, says) in cases {
-            let err = generate(&policy(32, &exclude)).unwrap_err();
-            assert!(
-                err.contains(says) && err.contains("exclude_characters"),
-                "{err}"
-            );
+        for (gone, exclude) in cases.iter().enumerate() {
+            for _ in 0..50 {
+                let p = generate(&policy(20, exclude)).unwrap();
+                assert!(!p.chars().any(|c| exclude.contains(c)), "{p}");
+                for (i, (_, chars)) in TYPES.iter().enumerate().filter(|(i, _)| *i != gone) {
+                    assert!(
+                        p.chars().any(|c| chars.contains(c)),
+                        "type {i} missing: {p}"
+                    );
+                }
+            }
         }
+        let everything: String = TYPES.iter().map(|(_, c)| *c).collect();
+        let err = generate(&policy(32, &everything)).unwrap_err();
+        assert!(
+            err.contains("exclude_characters") && err.contains("no password"),
+            "{err}"
+        );
         let err = generate(&policy(3, "")).unwrap_err();
         assert!(err.contains("3 characters"), "{err}");
         assert!(generate(&policy(-1, "")).is_err());
