@@ -24,11 +24,15 @@ struct World {
 
 impl World {
     async fn new(test: &str) -> Self {
-        let stack = Stack::new(test).await;
+        Self::running(Stack::new(test).await, "nginx:1.27").await
+    }
+
+    /// The world with `prod/web` running `image`.
+    async fn running(stack: Stack, image: &str) -> Self {
         let table = stack.guard_table().await;
         let cluster = stack.cluster("prod").await;
         let family = stack.name("web");
-        let td = stack.task_definition(&family, "app", "nginx:1.27").await;
+        let td = stack.task_definition(&family, "app", image).await;
         let revision = td.task_definition_arn().unwrap().to_string();
         let service = stack.name("web");
         stack.service(&cluster, &service, &revision).await;
@@ -674,6 +678,77 @@ async fn five_xx_after_autopilots_deploy_rolls_back_even_while_it_rolls_out() {
         pages[0].summary().contains("rollback"),
         "{}",
         pages[0].summary()
+    );
+}
+
+/// A push deployed by deploy itself records no deployment id (its verdict
+/// does): a 5XX alarm while that deployment still rolls out, before any verdict,
+/// rolls back all the same, recognising autopilot's deployment from ECS's times.
+#[tokio::test]
+async fn five_xx_during_a_push_deploy_before_its_verdict_rolls_back() {
+    let stack = Stack::new("rollback_unrecorded").await;
+    let repo = stack.repository("web").await;
+    stack.push(&repo, "v1").await;
+    let image = stack.image(&repo, "v1");
+    let w = World::running(stack, &image).await;
+    let deployer = deploy::Deployer::new(
+        &w.stack.sdk,
+        w.stack.config(
+            json!([{"repository": repo, "tags": ["v*"], "cluster": w.cluster, "service": w.service, "container": "app"}]),
+            false,
+        ),
+    );
+    let digest = w.stack.push(&repo, "v2").await;
+    let report = deployer
+        .handle(LambdaEvent::new(
+            ecr_event(&repo, Some("v2"), &digest, "PUSH", "SUCCESS"),
+            Context::default(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(report.outcomes[0].action, "deploy", "{report:?}");
+    let new = report.outcomes[0].detail("revision").unwrap().to_string();
+    let (_, tags) = w.stack.describe_task_definition(&new).await;
+    assert!(
+        !tags
+            .iter()
+            .any(|t| t.key() == Some("autopilot:deployment-id")),
+        "the push recorded no deployment id: {tags:?}"
+    );
+    let service = w.stack.describe_service(&w.cluster, &w.service).await;
+    let primary = service
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"))
+        .unwrap();
+    assert_eq!(primary.task_definition(), Some(new.as_str()));
+    assert_eq!(
+        primary.rollout_state().map(|r| r.as_str()),
+        Some("IN_PROGRESS"),
+        "no verdict yet"
+    );
+    let deploy_pages = w.stack.pages().await;
+    assert_eq!(deploy_pages.len(), 1, "deploy's page: {deploy_pages:?}");
+
+    let r = w.remediator();
+    let alarm = five_xx_alarm(&w).await;
+    let report = w
+        .fire(&r, &alarm, "ALARM", Form::EventBridge)
+        .await
+        .unwrap();
+    let o = only(&report);
+    assert_eq!(o.action, "act", "{o:?}");
+    let service = w.stack.describe_service(&w.cluster, &w.service).await;
+    assert_eq!(service.task_definition(), Some(w.revision.as_str()));
+    assert!(
+        o.detail("after")
+            .is_some_and(|a| a.ends_with(w.revision.rsplit('/').next().unwrap())),
+        "{o:?}"
+    );
+    let pages = w.stack.pages().await;
+    assert!(
+        pages.len() == 1 && pages[0].summary().contains("rollback"),
+        "{pages:?}"
     );
 }
 
