@@ -37,7 +37,11 @@ pub struct Record {
     pub push_event: Option<String>,
     /// The `time` of that push event; orders pushes whose images ECR timestamps alike.
     pub push_event_time: Option<DateTime<Utc>>,
-    /// Set once UpdateService has started the deployment.
+    /// The deployment the push started, once something records it. The push does
+    /// not (its last call is its page): the deployment's verdict, the sweep's
+    /// warning or a redelivered push that announces it writes it. Until then it
+    /// is `None`, and readers recognise autopilot's deployment from ECS's own
+    /// times ([`crate::adopt`]).
     pub deployment_id: Option<String>,
     /// `<COMPLETED|FAILED> <deployment id>` once on-call has been told the verdict.
     pub verdict: Option<String>,
