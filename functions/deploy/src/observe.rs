@@ -379,6 +379,7 @@ pub async fn verdict(
     } = ran;
     let wanted = verdict::wants_stopped_tasks(
         verdict,
+        &key,
         record.as_ref(),
         &revision_arn,
         deployment_id,

@@ -314,6 +314,8 @@ fn rollback(
     let Some(record) = &s.record else {
         return Err(page(format!("{running} was not deployed by autopilot")));
     };
+    // Before either way of finding autopilot's deployment: a deployment is
+    // adopted (no recorded id) only for the service the record was written for.
     if record.service != b.key() {
         return Err(page(format!(
             "{running} is autopilot's deploy of {}, not of {}",
@@ -1005,6 +1007,24 @@ mod tests {
         s.registered_at = None;
         assert!(
             matches!(run(&w).verdict, Verdict::PageOnly(r) if r.contains("no registration time"))
+        );
+    }
+
+    #[test]
+    fn without_a_recorded_id_another_services_record_is_never_adopted() {
+        // web:8 was registered for prod/api; prod/web was pointed at it within
+        // the window. Its deployment is not autopilot's push of prod/web.
+        let mut w = unrecorded_world(1);
+        let Some(Resource::Service(s)) = w.resource.as_mut() else {
+            panic!()
+        };
+        s.record.as_mut().unwrap().service = "prod/api".into();
+        let Verdict::PageOnly(why) = run(&w).verdict else {
+            panic!("{:?}", run(&w))
+        };
+        assert!(
+            why.contains("is autopilot's deploy of prod/api, not of prod/web"),
+            "{why}"
         );
     }
 

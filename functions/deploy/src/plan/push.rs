@@ -470,7 +470,10 @@ fn already_running(
             why.map(|w| format!("; {w}")).unwrap_or_default()
         ),
     };
-    let Some(record) = Record::from_tags(&found.current_tags).filter(|r| r.digest == push.digest)
+    // The record must be this service's: another service's revision it was
+    // pointed at is not this push's deployment to announce.
+    let Some(record) = Record::from_tags(&found.current_tags)
+        .filter(|r| r.digest == push.digest && r.service == target.service_key())
     else {
         return skip(None);
     };

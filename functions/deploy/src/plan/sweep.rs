@@ -54,7 +54,7 @@ pub fn plan_timeout(
         ));
     };
     let id = deployment.id().unwrap_or_default();
-    let ours = ownership(record, revision, id, claim)?;
+    let ours = ownership(record, &target.service_key(), revision, id, claim)?;
     if record.timeout_warned.as_deref() == Some(id) || record.has_verdict_for(id) {
         return Err(format!("on-call already heard of deployment {id}"));
     }
@@ -137,6 +137,11 @@ mod tests {
                 (tag::DEPLOYMENT, "ecs-svc/9".to_string())
             ]
         );
+        // Another service's revision: not adopted for this one.
+        let mut canary = target();
+        canary.service = "canary".into();
+        let why = plan_timeout(&canary, d, Some(&r), Some(&claim), 2_800, vec![]).unwrap_err();
+        assert!(why.contains("registered for prod/backend"), "{why}");
         // Registered long before it: a later deployment of the revision, not autopilot's.
         revision.registered_at = Some(aws_smithy_types::DateTime::from_secs(-10_000));
         let claim = super::super::adopt::listed(&revision, d, s.deployments(), None);

@@ -122,10 +122,14 @@ pub enum Ours {
     Adopted,
 }
 
-/// Whether `deployment_id` is the deployment autopilot started for the revision
-/// `record` describes; otherwise why not.
+/// Whether `deployment_id`, a deployment of the service `service_key`, is the
+/// deployment autopilot started for the revision `record` describes; otherwise
+/// why not. A deployment the record does not name yet is adopted only for the
+/// service the record was written for: another service pointed at the revision
+/// (say a canary, within the window) is not that push's deployment.
 pub fn ownership(
     record: &Record,
+    service_key: &str,
     revision_arn: &str,
     deployment_id: &str,
     claim: Option<&Claim>,
@@ -137,6 +141,12 @@ pub fn ownership(
     if let Some(ours) = &record.deployment_id {
         return Err(format!(
             "deployment {deployment_id} runs {rev}, which autopilot deployed as {ours}; this is another deployment of it (a circuit-breaker rollback, a forced redeployment or a manual deploy), not autopilot's"
+        ));
+    }
+    if record.service != service_key {
+        return Err(format!(
+            "deployment {deployment_id} of {service_key} runs {rev}, which autopilot registered for {}, and whose record names no deployment yet: not the deployment autopilot started",
+            record.service
         ));
     }
     let why = match claim.map(Claim::check) {
@@ -153,6 +163,7 @@ pub fn ownership(
 /// autopilot's deployment that on-call has not heard yet.
 pub fn wants_stopped_tasks(
     verdict: Verdict,
+    service_key: &str,
     record: Option<&Record>,
     revision_arn: &str,
     deployment_id: &str,
@@ -160,7 +171,7 @@ pub fn wants_stopped_tasks(
 ) -> bool {
     verdict == Verdict::Failed
         && record.is_some_and(|r| {
-            ownership(r, revision_arn, deployment_id, claim).is_ok()
+            ownership(r, service_key, revision_arn, deployment_id, claim).is_ok()
                 && !r.has_verdict_for(deployment_id)
         })
 }
@@ -195,6 +206,7 @@ pub fn plan_verdict(
     };
     let ours = match ownership(
         record,
+        &target.service_key(),
         &facts.revision_arn,
         deployment_id,
         facts.claim.as_ref(),
@@ -379,6 +391,7 @@ mod tests {
             );
             assert!(!wants_stopped_tasks(
                 v,
+                "prod/backend",
                 Some(&record()),
                 FAILED_ARN,
                 "ecs-svc/10",
@@ -387,6 +400,7 @@ mod tests {
         }
         assert!(wants_stopped_tasks(
             Verdict::Failed,
+            "prod/backend",
             Some(&record()),
             FAILED_ARN,
             "ecs-svc/9",
@@ -425,6 +439,7 @@ mod tests {
             assert_eq!(
                 wants_stopped_tasks(
                     v,
+                    "prod/backend",
                     f.record.as_ref(),
                     FAILED_ARN,
                     "ecs-svc/9",
@@ -452,6 +467,7 @@ mod tests {
                 };
                 assert!(!wants_stopped_tasks(
                     v,
+                    "prod/backend",
                     f.record.as_ref(),
                     FAILED_ARN,
                     "ecs-svc/9",
@@ -459,6 +475,48 @@ mod tests {
                 ));
             }
         }
+    }
+
+    #[test]
+    fn another_services_deployment_of_the_revision_is_not_adopted() {
+        // backend:8 was registered for prod/backend; within the window a canary
+        // (prod/canary) is pointed at it. The canary's verdict must not adopt
+        // the record, or prod/backend's own verdict would then be ignored.
+        let mut canary = target();
+        canary.service = "canary".into();
+        for v in [Verdict::Completed, Verdict::Failed] {
+            let observed = unrecorded(Some(claim(2)));
+            let d = plan_verdict(v, &canary, "ecs-svc/9", &observed);
+            assert!(
+                matches!(&d, Decision::Ignore { reason } if reason.contains("registered for prod/backend")
+                    && reason.contains("not the deployment autopilot started")),
+                "{d:?}"
+            );
+            let Observed::Found(f) = &observed else {
+                unreachable!()
+            };
+            assert!(!wants_stopped_tasks(
+                v,
+                "prod/canary",
+                f.record.as_ref(),
+                FAILED_ARN,
+                "ecs-svc/9",
+                f.claim.as_ref()
+            ));
+            // The service the record was written for still adopts it.
+            assert!(matches!(
+                plan_verdict(v, &target(), "ecs-svc/9", &observed),
+                Decision::Notify { .. }
+            ));
+        }
+        // A recorded id is unchanged: it names the deployment, whatever asks.
+        let d = plan_verdict(
+            Verdict::Failed,
+            &canary,
+            "ecs-svc/9",
+            &facts(Some(record()), None),
+        );
+        assert!(matches!(d, Decision::Notify { .. }), "{d:?}");
     }
 
     #[test]
