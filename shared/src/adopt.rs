@@ -7,10 +7,15 @@
 //! never from tags: it is **the first deployment of the revision, created soon
 //! after ECS registered the revision, and before autopilot registered a later
 //! revision for the service**. Autopilot registers a revision and points the
-//! service at it in the same invocation (or a retry of it), and never points a
-//! service back at an older revision of its own: a deployment of the revision
-//! after that is a circuit-breaker rollback onto it, a forced redeployment or a
-//! manual deploy, and is never adopted.
+//! service at it in the same invocation (a retry that points the service at a
+//! revision an earlier attempt registered records the deployment id at once),
+//! and never points a service back at an older revision of its own: a
+//! deployment of the revision after that is a circuit-breaker rollback onto
+//! it, a forced redeployment or a manual deploy, and is never adopted.
+//!
+//! The callers also require the record to be the one autopilot wrote for the
+//! service whose deployment it is (`autopilot:service`): a revision another
+//! service was pointed at is not that service's push.
 //!
 //! Both times compared are ECS's own (`registeredAt` of the revision, `createdAt`
 //! of the deployment), so the Lambda's clock plays no part.
@@ -22,17 +27,18 @@
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 
-/// deploy's `EventInvokeConfig` `MaximumEventAgeInSeconds` in `template.yaml`: every
-/// retry of a push starts within this long of Lambda taking the event, which is
-/// before the revision was registered.
-pub const EVENT_AGE_SECS: i64 = 3600;
 /// The function's `Timeout` (template.yaml `Globals`): how long one attempt runs.
 pub const FUNCTION_TIMEOUT_SECS: i64 = 120;
 /// Allowance between the ECS clocks that stamp registrations and deployments.
 pub const CLOCK_SKEW_SECS: i64 = 300;
 /// How long after a revision is registered autopilot's deployment of it can be
-/// created: the push's retry horizon plus the clock allowance (67 minutes).
-pub const WINDOW_SECS: i64 = EVENT_AGE_SECS + FUNCTION_TIMEOUT_SECS + CLOCK_SKEW_SECS;
+/// created while its record names no deployment: one attempt's run plus the
+/// clock allowance (7 minutes). A push that deploys a revision it registered
+/// itself does so in the same invocation. A retry that deploys a revision an
+/// earlier attempt registered (`Revision::Reuse`) records the deployment id at
+/// once, so it is never adopted and the push's retry horizon (an hour of
+/// `MaximumEventAgeInSeconds`) does not widen the window.
+pub const WINDOW_SECS: i64 = FUNCTION_TIMEOUT_SECS + CLOCK_SKEW_SECS;
 
 /// `family:revision`, the short name on-call reads.
 pub fn revision_name(arn: &str) -> &str {
@@ -157,14 +163,14 @@ mod tests {
     }
 
     #[test]
-    fn the_window_is_the_push_retry_horizon_plus_the_clock_allowance() {
-        assert_eq!(WINDOW_SECS, 67 * 60);
+    fn the_window_is_one_attempt_plus_the_clock_allowance() {
+        assert_eq!(WINDOW_SECS, 7 * 60);
     }
 
     #[test]
     fn a_deployment_inside_the_window_can_be_autopilots() {
-        // UpdateService right after RegisterTaskDefinition, or a retry within the hour.
-        for created in [10_001, 10_000 + 3_600, 10_000 + WINDOW_SECS] {
+        // UpdateService right after RegisterTaskDefinition, or at the end of the attempt.
+        for created in [10_001, 10_000 + FUNCTION_TIMEOUT_SECS, 10_000 + WINDOW_SECS] {
             assert_eq!(listed(created).check(), Ok(()), "{created}");
         }
         // Within the clock allowance before the registration.
@@ -175,7 +181,7 @@ mod tests {
     fn a_deployment_outside_the_window_is_not() {
         let why = listed(10_000 + WINDOW_SECS + 60).check().unwrap_err();
         assert!(
-            why.contains("68 min after backend:8 was registered")
+            why.contains("created 8 min after backend:8 was registered")
                 && why.contains("not the deployment autopilot started"),
             "{why}"
         );
@@ -184,7 +190,10 @@ mod tests {
         // Known only from its stopped tasks: adopted only when the bound is inside.
         assert_eq!(unlisted(10_100).check(), Ok(()));
         let why = unlisted(10_000 + WINDOW_SECS + 1).check().unwrap_err();
-        assert!(why.contains("created up to 67 min after"), "{why}");
+        assert!(why.contains("created up to 7 min after"), "{why}");
+        // A retry's deployment of the revision an hour later is recorded at once,
+        // never adopted: an unrecorded one that late is someone else's.
+        assert!(listed(10_000 + 3_600).check().is_err());
     }
 
     #[test]
@@ -200,9 +209,9 @@ mod tests {
 
     #[test]
     fn a_deployment_after_autopilot_moved_on_is_not() {
-        // backend:9 was registered at 10 600.
-        let later = Some((REVISION.replace(":8", ":9"), at(10_600)));
-        let mut rollback = listed(10_900);
+        // backend:9 was registered at 10 200.
+        let later = Some((REVISION.replace(":8", ":9"), at(10_200)));
+        let mut rollback = listed(10_300);
         rollback.later = later.clone();
         let why = rollback.check().unwrap_err();
         assert!(
@@ -214,7 +223,7 @@ mod tests {
         ours.later = later.clone();
         assert_eq!(ours.check(), Ok(()));
         // Unlisted, with a bound after 9's registration: it may be the rollback.
-        let mut bound = unlisted(10_950);
+        let mut bound = unlisted(10_350);
         bound.later = later;
         assert!(bound.check().unwrap_err().contains("(no later than"));
     }

@@ -1474,7 +1474,7 @@ async fn the_emulator_refuses_what_aws_refuses() {
 }
 
 /// Issue #9 (a): the push's own deployment completed but its verdict event was
-/// lost. Much later a forced redeployment of the same revision reaches a verdict:
+/// lost. Past the window a forced redeployment of the same revision reaches a verdict:
 /// it is not autopilot's deployment, so nothing is paged and nothing recorded.
 #[tokio::test]
 async fn a_deployment_of_the_revision_outside_the_window_is_not_adopted() {
@@ -1490,11 +1490,12 @@ async fn a_deployment_of_the_revision_outside_the_window_is_not_adopted() {
         .unwrap()
         .to_string();
     complete_deployment(&w, &ours); // its COMPLETED event never arrives
-                                    // Two hours after the revision was registered, someone forces a new deployment of it.
-    let two_hours_ago = chrono::Utc::now().timestamp() as f64 - 7_200.0;
+                                    // A minute past the window after the revision was registered, someone forces a new deployment of it.
+    let past_the_window =
+        chrono::Utc::now().timestamp() as f64 - (deploy::plan::adopt::WINDOW_SECS + 60) as f64;
     bridge(
         "/_bridge/ecs/registered-at",
-        json!({"taskDefinition": revision, "epoch": two_hours_ago}),
+        json!({"taskDefinition": revision, "epoch": past_the_window}),
     );
     let forced = force_new_deployment(&w).await;
     complete_deployment(&w, &forced); // ECS lists only the forced deployment now
@@ -1691,6 +1692,86 @@ async fn the_verdict_adopts_the_deployment_the_push_started_and_records_it() {
     assert!(w.stack.pages().await.is_empty());
 }
 
+/// Another mapped service (a canary) pointed at the push's revision within the
+/// window: its verdict does not adopt the record written for the service the
+/// push deployed, so that service's own verdict is still told and recorded.
+#[tokio::test]
+async fn another_services_deployment_of_the_revision_is_not_adopted() {
+    let w = World::new("adopt_canary").await;
+    let canary = "canary".to_string();
+    let canary_arn = w.stack.service(&w.cluster, &canary, &w.old_revision).await;
+    let mut mapping = w.mapping();
+    mapping.as_array_mut().unwrap().push(json!(
+        {"repository": w.repo, "tags": ["canary-*"], "cluster": w.cluster, "service": canary, "container": "app"}
+    ));
+    let deployer = w.deployer(mapping, false).await;
+    let digest = w.stack.push(&w.repo, "v1.4.2").await;
+    let report = invoke(&deployer, push_event(&w.repo, "v1.4.2", &digest))
+        .await
+        .unwrap();
+    assert_eq!(actions(&report), vec!["deploy"], "{report:?}");
+    let revision = report.outcomes[0].detail("revision").unwrap().to_string();
+    let ours = report.outcomes[0]
+        .detail("deployment_id")
+        .unwrap()
+        .to_string();
+    w.stack.pages().await;
+    // Someone points the canary at the same revision, seconds after it was registered.
+    let out = w
+        .stack
+        .ecs
+        .update_service()
+        .cluster(&w.cluster)
+        .service(&canary)
+        .task_definition(&revision)
+        .send()
+        .await
+        .expect("point the canary at the revision");
+    let theirs = out
+        .service()
+        .unwrap()
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"))
+        .and_then(|d| d.id())
+        .unwrap()
+        .to_string();
+    bridge(
+        "/_bridge/ecs/deployment",
+        json!({"cluster": w.cluster, "service": canary, "deploymentId": theirs, "outcome": "COMPLETED"}),
+    );
+    let report = invoke(
+        &deployer,
+        deployment_event(&canary_arn, &theirs, "SERVICE_DEPLOYMENT_COMPLETED", ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.actions(), vec!["ignore"], "{report:?}");
+    let reason = &report.outcomes[0].reason;
+    assert!(
+        reason.contains(&format!("registered for {}/backend", w.cluster))
+            && reason.contains("not the deployment autopilot started"),
+        "{reason}"
+    );
+    assert!(w.stack.pages().await.is_empty(), "no page for the canary");
+    let tags = revision_tags(&w, &revision).await;
+    assert_eq!(tags.get("autopilot:deployment-id"), None);
+    assert_eq!(tags.get("autopilot:verdict"), None);
+
+    // The service the push deployed still gets its verdict, and records it.
+    complete_deployment(&w, &ours);
+    let report = invoke(
+        &deployer,
+        verdict_event(&w, &ours, "SERVICE_DEPLOYMENT_COMPLETED"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.actions(), vec!["notify"], "{report:?}");
+    assert_eq!(w.stack.pages().await.len(), 1);
+    let tags = revision_tags(&w, &revision).await;
+    assert_eq!(tags.get("autopilot:deployment-id"), Some(&ours));
+}
+
 /// A FAILED event handled after ECS dropped the drained deployment from the
 /// service: the deployment is found by its stopped tasks, adopted and paged.
 #[tokio::test]
@@ -1770,16 +1851,14 @@ async fn a_push_redelivered_before_its_failed_verdict_does_not_deploy_again() {
     assert!(w.stack.pages().await.is_empty());
 }
 
-/// The window in which a verdict adopts a push's deployment is the push's retry
-/// horizon in template.yaml, plus the clock allowance.
+/// The window in which a verdict adopts a push's deployment is one attempt of
+/// the function (its timeout in template.yaml), plus the clock allowance: a
+/// retry that deploys an earlier attempt's revision records the id at once.
 #[test]
-fn the_adoption_window_is_the_push_retry_horizon() {
-    use deploy::plan::adopt::{EVENT_AGE_SECS, FUNCTION_TIMEOUT_SECS};
+fn the_adoption_window_is_the_function_timeout() {
+    use deploy::plan::adopt::{CLOCK_SKEW_SECS, FUNCTION_TIMEOUT_SECS, WINDOW_SECS};
+    assert_eq!(WINDOW_SECS, FUNCTION_TIMEOUT_SECS + CLOCK_SKEW_SECS);
     let deploy = template::properties("DeployFunction");
-    assert_eq!(
-        deploy["EventInvokeConfig"]["MaximumEventAgeInSeconds"].as_i64(),
-        Some(EVENT_AGE_SECS)
-    );
     let timeout = deploy["Timeout"]
         .as_i64()
         .or_else(|| template::template()["Globals"]["Function"]["Timeout"].as_i64());
