@@ -129,11 +129,17 @@ impl Apply<'_> {
                 let deployment_id = self
                     .update_service(target, &arn, *deployment_configuration)
                     .await?;
-                self.started(target, &record, &arn, &deployment_id).await?;
                 // A retried push deploys later than its revision was registered, maybe
-                // past the window in which its verdict would adopt it: record it now.
-                let unrecorded = if retried {
+                // past the window in which its verdict would adopt it: record it now,
+                // before the page, so a failed page or a crash cannot leave it
+                // unrecorded (and unadoptable). The cost: if the page then fails, the
+                // retry finds the deployment recorded and does not re-announce it;
+                // its verdict still pages.
+                if retried {
                     self.record_deployment(&arn, &deployment_id).await?;
+                }
+                self.started(target, &record, &arn, &deployment_id).await?;
+                let unrecorded = if retried {
                     None
                 } else {
                     Some(Unrecorded {
