@@ -1,5 +1,5 @@
 # The two commands of the README, and the set-up both run first.
-.PHONY: setup test demo demo-serve lint
+.PHONY: setup test demo demo-serve lint bench
 
 setup:
 	@scripts/setup.sh
@@ -23,3 +23,10 @@ demo-serve: setup
 
 lint: setup
 	AWS_DEFAULT_REGION=us-east-1 .venv/bin/cfn-lint template.yaml
+
+## make bench: artifact sizes, cold starts, warm latency per event, peak RSS and AWS
+## calls per event for every function, written to docs/benchmarks.md. Not part of
+## `make test`. `make bench BENCH=--quick` is a smoke run with fewer repetitions.
+bench: setup
+	@if [ -f scripts/bench-setup.sh ]; then bash scripts/bench-setup.sh; fi
+	cargo run --quiet -p autopilot-tests --bin bench -- $(BENCH)
