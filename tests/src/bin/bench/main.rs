@@ -118,6 +118,12 @@ fn machine() -> String {
     .collect()
 }
 
+/// The workspace root, without the `tests/..` of [`root`].
+fn repo() -> PathBuf {
+    let root = root();
+    root.canonicalize().unwrap_or(root)
+}
+
 /// The 1-minute load average.
 fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -129,10 +135,7 @@ fn load() -> String {
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let root = root();
-            root.canonicalize().unwrap_or(root).join("target")
-        })
+        .unwrap_or_else(|| repo().join("target"))
 }
 
 fn build_release() {
@@ -312,7 +315,7 @@ async fn main() {
     let path = if only.is_some() || no_artifacts {
         target_dir().join("bench").join("benchmarks.md")
     } else {
-        root().join(DOC)
+        repo().join(DOC)
     };
     report::write_doc(&path, PREAMBLE, &doc);
     println!("wrote {}", path.display());

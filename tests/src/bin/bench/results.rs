@@ -115,8 +115,9 @@ pub fn sections(runs: &[FunctionRun], settings: Settings) -> Vec<Section> {
         cold.targets.push(if met {
             t
         } else {
+            let (_, min, max) = crate::report::spread(&mut r.init.clone());
             t.note(format!(
-                "median spawn → first /next over {} starts",
+                "median of {} starts (spawn → first /next), min {min:.2} ms, max {max:.2} ms",
                 r.init.len()
             ))
         });
@@ -196,6 +197,20 @@ pub fn sections(runs: &[FunctionRun], settings: Settings) -> Vec<Section> {
         ],
         &rows,
     );
+    // rotate: the four steps of each rotation, added up run by run.
+    if let Some(r) = runs.iter().find(|r| r.name == "rotate") {
+        let steps: Vec<&Timing> = STEPS.iter().filter_map(|s| timing(r, s)).collect();
+        let runs_each = steps.first().map(|t| t.fresh.len()).unwrap_or_default();
+        if steps.len() == STEPS.len() && steps.iter().all(|t| t.fresh.len() == runs_each) {
+            let totals: Vec<f64> = (0..runs_each)
+                .map(|i| steps.iter().map(|t| t.fresh[i]).sum())
+                .collect();
+            warm.markdown += &format!(
+                "\nA whole rotation, the four steps of one token added up: {} over {runs_each} rotations.\n",
+                ms_spread(&totals)
+            );
+        }
+    }
     warm.markdown += "\nHow each run gets fresh work:\n\n";
     for (label, how) in &notes {
         warm.markdown += &format!("- `{label}`: {how}.\n");
