@@ -160,8 +160,33 @@ async fn measure<W: World>(world: &mut W, settings: Settings) -> FunctionRun {
 /// The preamble when docs/benchmarks.md has none (the file's own is kept).
 const PREAMBLE: &str = "# Benchmarks\n\nWritten by `make bench`; see tests/src/bin/bench/main.rs.";
 
+/// Exit status of a bench built from another checkout (make bench then rebuilds).
+const OTHER_CHECKOUT: i32 = 3;
+
+/// Stops a bench built from another checkout. Cargo's build hashes do not depend
+/// on where a workspace is, so with a target directory shared with another clone
+/// of this repository, `cargo run` can find that clone's build fresh and run it,
+/// harness paths (`autopilot_tests::root`) and all.
+fn check_checkout() {
+    let Some(manifest) = std::env::var_os("CARGO_MANIFEST_DIR") else {
+        return; // not run by cargo: nothing to compare with
+    };
+    let here = PathBuf::from(manifest).join("..");
+    let here = here.canonicalize().unwrap_or(here);
+    if here != repo() {
+        eprintln!(
+            "this bench was built from {}, not {}: another checkout shares the target \
+             directory. Touch tests/src/lib.rs and run it again (make bench does).",
+            root().display(),
+            here.display()
+        );
+        std::process::exit(OTHER_CHECKOUT);
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    check_checkout();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let no_artifacts = args.iter().any(|a| a == "--no-artifacts");
