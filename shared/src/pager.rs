@@ -592,4 +592,13 @@ mod tests {
         let f = render(&a, true).fifo.unwrap();
         assert!(f.group_id.len() <= 128);
     }
+
+    #[test]
+    fn hex_sha256_is_the_standard_digest() {
+        // Dedup ids and FIFO ids derive from it: a dependency bump must not change them.
+        assert_eq!(
+            hex_sha256("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 }
