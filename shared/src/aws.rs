@@ -8,6 +8,10 @@ use crate::invocation::{code, Coded};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use aws_smithy_http_client::ConnectorBuilder;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use std::time::Duration;
 
 /// Attempts per AWS call. The SDK's standard retry mode backs off exponentially
@@ -21,6 +25,7 @@ pub const MAX_ATTEMPTS: u32 = 5;
 /// The harness starts from the same loader, so tests run with production settings.
 pub fn loader() -> ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))
@@ -29,6 +34,28 @@ pub fn loader() -> ConfigLoader {
                 .build(),
         )
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+}
+
+/// The HTTP client of every AWS call, built as the SDK builds its default one
+/// (aws-smithy-runtime's `default_https_client`): hyper 1 + rustls 0.23, servers verified
+/// against the system's roots (Lambda's CA bundle), the loader's connect and read
+/// timeouts, and `HTTPS_PROXY`/`NO_PROXY` from the environment. The one difference is
+/// the crypto provider: ring, which the PostgreSQL and PagerDuty TLS use too, instead
+/// of aws-lc-rs, whose second provider would be linked into every binary (0.16 MB of
+/// each zip; docs/benchmarks.md). ring lacks aws-lc's hybrid post-quantum key exchange
+/// (X25519MLKEM768) and P-521 signatures, which neither AWS's endpoints nor the RDS CAs
+/// need.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector =
+            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// Loads the shared SDK configuration from the environment.
