@@ -130,7 +130,7 @@ async fn relay(stack: &Stack, port: u16) -> Relay {
         _ => None,
     })
     .unwrap();
-    Relay::new(&stack.sdk, config).unwrap()
+    Relay::new(&stack.sdk, config)
 }
 
 fn incident(action: Action) -> Page {

@@ -70,7 +70,7 @@ type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 #[derive(Clone)]
 pub struct Relay {
     sm: aws_sdk_secretsmanager::Client,
-    http: Client<Https, Full<Bytes>>,
+    http: std::sync::Arc<OnceCell<Client<Https, Full<Bytes>>>>,
     config: Config,
     routing_key: std::sync::Arc<OnceCell<String>>,
 }
@@ -84,22 +84,14 @@ impl std::fmt::Debug for Relay {
 }
 
 impl Relay {
-    pub fn new(sdk: &SdkConfig, config: Config) -> Result<Self, String> {
+    pub fn new(sdk: &SdkConfig, config: Config) -> Self {
         let sdk = aws::for_function(sdk, FUNCTION);
-        // Verified TLS against the system's roots; plain HTTP only where the
-        // configuration allows it (a loopback receiver in tests).
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| format!("TLS roots: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        Ok(Self {
+        Self {
             sm: aws_sdk_secretsmanager::Client::new(&sdk),
-            http: Client::builder(TokioExecutor::new()).build(https),
+            http: std::sync::Arc::new(OnceCell::new()),
             config,
             routing_key: std::sync::Arc::new(OnceCell::new()),
-        })
+        }
     }
 
     /// The Lambda handler.
@@ -173,16 +165,36 @@ impl Relay {
         Ok(key)
     }
 
+    /// The HTTPS client, built on the first event that posts. Reading the system's
+    /// trust store is most of what a cold start would otherwise spend (the SDK's own
+    /// client defers it the same way), and an event the relay skips never needs it.
+    /// Verified TLS against the system's roots; plain HTTP only where the
+    /// configuration allows it (a loopback receiver in tests).
+    async fn http(&self) -> Result<&Client<Https, Full<Bytes>>, String> {
+        self.http
+            .get_or_try_init(|| async {
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_native_roots()
+                    .map_err(|e| format!("TLS roots: {e}"))?
+                    .https_or_http()
+                    .enable_http1()
+                    .build();
+                Ok(Client::builder(TokioExecutor::new()).build(https))
+            })
+            .await
+    }
+
     async fn post(&self, document: &Value, dedup_key: &str) -> Result<u16, RelayError> {
         let fail = |message: String| RelayError::Delivery {
             dedup_key: dedup_key.to_string(),
             message,
         };
+        let http = self.http().await.map_err(fail)?;
         let request = hyper::Request::post(self.config.url.as_str())
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(document.to_string())))
             .map_err(|e| fail(e.to_string()))?;
-        let response = tokio::time::timeout(POST_TIMEOUT, self.http.request(request))
+        let response = tokio::time::timeout(POST_TIMEOUT, http.request(request))
             .await
             .map_err(|_| {
                 fail(format!(

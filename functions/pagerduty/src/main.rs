@@ -11,8 +11,7 @@ async fn main() -> Result<(), Error> {
     logging::init();
     let config =
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
-    let relay = Relay::new(&aws::sdk_config().await, config)
-        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let relay = Relay::new(&aws::sdk_config().await, config);
     let relay = &relay;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         relay.handle(event).await
