@@ -6,7 +6,7 @@ use pagerduty::config::Config;
 use pagerduty::Relay;
 use serde_json::Value;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logging::init();
     let config =

@@ -6,7 +6,7 @@ use rotate::config::Config;
 use rotate::Rotator;
 use serde_json::Value;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logging::init();
     let config =

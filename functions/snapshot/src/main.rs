@@ -6,7 +6,7 @@ use serde_json::Value;
 use snapshot::config::Config;
 use snapshot::Snapshotter;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logging::init();
     let config =
