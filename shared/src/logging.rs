@@ -4,6 +4,7 @@
 //! event's own fields; handlers log `resource`, `action` and `reason` on every
 //! action. Secret values are never passed to a log macro anywhere in the code.
 
+use tracing::level_filters::STATIC_MAX_LEVEL;
 use tracing::Subscriber;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -27,7 +28,7 @@ where
 
 /// The level named by `level`: Lambda's `AWS_LAMBDA_LOG_LEVEL` values (TRACE, DEBUG,
 /// INFO, WARN, ERROR, FATAL) and `off`, in any case. FATAL is ERROR (tracing has no
-/// level above it). Anything else, such as an `env_logger` directive list, is INFO:
+/// level above it); TRACE is kept, but no build has TRACE lines (`STATIC_MAX_LEVEL`). Anything else, such as an `env_logger` directive list, is INFO:
 /// a one-level filter, not a per-module one, keeps a regex engine out of every binary.
 pub fn level_filter(level: &str) -> LevelFilter {
     parse_level(level).unwrap_or(LevelFilter::INFO)
@@ -54,8 +55,14 @@ pub fn init() {
         .unwrap_or_else(|_| "info".to_string());
     // A second call keeps the first subscriber instead of panicking.
     let _ = tracing::subscriber::set_global_default(json_subscriber(std::io::stdout, &level));
-    if parse_level(&level).is_none() {
-        tracing::warn!(value = %level, reason = "not a log level", "logging at INFO");
+    match parse_level(&level) {
+        None => tracing::warn!(value = %level, reason = "not a log level", "logging at INFO"),
+        Some(asked) if asked > STATIC_MAX_LEVEL => tracing::warn!(
+            value = %level,
+            reason = "TRACE lines are compiled out, so that no SDK switch can log a request body",
+            "logging at {STATIC_MAX_LEVEL}"
+        ),
+        Some(_) => {}
     }
     install_panic_hook();
 }
@@ -96,6 +103,13 @@ mod tests {
         assert_eq!(level_filter("FATAL"), LevelFilter::ERROR);
         assert_eq!(level_filter("off"), LevelFilter::OFF);
         assert_eq!(level_filter(" warn\n"), LevelFilter::WARN);
+    }
+
+    #[test]
+    fn no_build_has_trace_lines() {
+        // Cargo.toml's `max_level_debug`: see tests/tests/logs.rs for why.
+        assert_eq!(STATIC_MAX_LEVEL, LevelFilter::DEBUG);
+        assert!(level_filter("TRACE") > STATIC_MAX_LEVEL);
     }
 
     #[test]

@@ -45,8 +45,13 @@ impl Captured {
 /// Runs `f` with the production JSON subscriber writing into the returned buffer.
 /// The subscriber is the current thread's default, so use a current-thread runtime.
 pub async fn capture<F: std::future::Future>(f: F) -> (F::Output, Captured) {
+    capture_at("info", f).await
+}
+
+/// [`capture`] at the log level an operator sets in `AWS_LAMBDA_LOG_LEVEL`.
+pub async fn capture_at<F: std::future::Future>(level: &str, f: F) -> (F::Output, Captured) {
     let buffer = Captured::default();
-    let subscriber = autopilot_shared::logging::json_subscriber(buffer.clone(), "info");
+    let subscriber = autopilot_shared::logging::json_subscriber(buffer.clone(), level);
     let _guard = tracing::subscriber::set_default(subscriber);
     let out = f.await;
     (out, buffer)
