@@ -31,6 +31,6 @@ bench: setup
 	@if [ -f scripts/bench-setup.sh ]; then bash scripts/bench-setup.sh; fi
 	@# Exit 3: the build cargo found fresh came from another clone sharing the
 	@# target directory (its harness paths); rebuild the harness from this one.
-	cargo run --quiet -p autopilot-tests --bin bench -- $(BENCH) || { status=$$?; \
+	cargo run --quiet --profile bench-harness -p autopilot-tests --bin bench -- $(BENCH) || { status=$$?; \
 	  [ $$status -eq 3 ] || exit $$status; touch tests/src/lib.rs; \
-	  cargo run --quiet -p autopilot-tests --bin bench -- $(BENCH); }
+	  cargo run --quiet --profile bench-harness -p autopilot-tests --bin bench -- $(BENCH); }

@@ -1,17 +1,19 @@
 //! `make bench`: artifact sizes, cold starts, warm latency per event, peak RSS
 //! and AWS calls per event for every function, written to docs/benchmarks.md.
 //!
-//! The harness itself runs in the dev profile; it builds and times the release
-//! binaries. Artifact sizes come from `scripts/build-artifacts.sh` (the zips as
+//! The harness itself runs in the `bench-harness` profile (the release profile's
+//! opt-level without its fat LTO), so the scaling curves, which drive the functions
+//! in-process, run their code optimised as it ships; it builds and times the
+//! release binaries. Artifact sizes come from `scripts/build-artifacts.sh` (the zips as
 //! they ship); the runtime figures from native release binaries
 //! (`cargo build --release`, target/release/<fn>) spawned under a local Lambda
 //! Runtime API ([`runtime`]) against the emulator and the harness PostgreSQL,
 //! in worlds made with the harness's fixtures ([`worlds`]).
 //!
-//! `--quick`: fewer repetitions, a smoke run. For development only, and then
-//! docs/benchmarks.md is left as it is: `--only deploy,rotate` measures some
-//! functions (and `scaling`, the curves), `--no-artifacts` skips the artifact build;
-//! the results then go to target/bench/benchmarks.md.
+//! For development only, and then docs/benchmarks.md is left as it is and the
+//! results go to target/bench/benchmarks.md: `--quick`, fewer repetitions (a smoke
+//! run); `--only deploy,rotate`, some functions (and `scaling`, the curves);
+//! `--no-artifacts`, no artifact build.
 
 mod artifacts;
 mod measure;
@@ -31,7 +33,7 @@ use std::time::Instant;
 
 const FUNCTIONS: [&str; 5] = ["deploy", "rotate", "remediate", "snapshot", "pagerduty"];
 const DOC: &str = "docs/benchmarks.md";
-const RUN: &str = "cargo run -p autopilot-tests --bin bench";
+const RUN: &str = "cargo run --profile bench-harness -p autopilot-tests --bin bench";
 
 fn release_build_command() -> String {
     let packages: Vec<String> = FUNCTIONS.iter().map(|f| format!("-p {f}")).collect();
@@ -336,8 +338,8 @@ async fn main() {
         doc += scaling.markdown.trim_end();
         doc += "\n";
     }
-    // A partial run never replaces the published figures.
-    let path = if only.is_some() || no_artifacts {
+    // A partial or smoke run never replaces the published figures.
+    let path = if quick || only.is_some() || no_artifacts {
         target_dir().join("bench").join("benchmarks.md")
     } else {
         repo().join(DOC)
