@@ -30,6 +30,15 @@ pub const MESSAGE_BUDGET: usize = 250 * 1024;
 pub const DEDUP_KEY_LIMIT: usize = 255;
 /// PagerDuty truncates summaries at 1024 characters.
 const SUMMARY_LIMIT: usize = 1024;
+/// Fact and list labels are names such as `reason`; longer ones are cut.
+const LABEL_LIMIT: usize = 100;
+/// Source, component, group and class name resources; longer ones are cut.
+const FIELD_LIMIT: usize = 1024;
+/// No fact value or list item can fit above this many characters: the message
+/// carries each one six times.
+const VALUE_LIMIT: usize = MESSAGE_BUDGET / 8;
+/// A fact value or list item is never cut below this many characters.
+const SHORTEST_VALUE: usize = 64;
 /// SNS FIFO group and deduplication ids are at most 128 characters.
 const FIFO_ID_LIMIT: usize = 128;
 
@@ -171,45 +180,33 @@ pub struct FifoIds {
 /// Renders a page for SNS: a valid subject, a JSON message under the size limit, attributes,
 /// and FIFO ids when the topic is FIFO.
 pub fn render(page: &Page, fifo_topic: bool) -> Publication {
-    let mut page = page.clone();
+    let mut page = deliverable(page);
     page.summary = truncate_chars(&one_line(&page.summary), SUMMARY_LIMIT);
     let mut message = message_document(&page);
-    // Shorten the longest list until the message fits; lists are the only unbounded part.
-    while message.len() > MESSAGE_BUDGET {
-        let Some((_, longest)) = page
-            .lists
-            .iter_mut()
-            .filter(|(_, items)| items.len() > 1)
-            .max_by_key(|(_, items)| items.iter().map(String::len).sum::<usize>())
-        else {
-            // Only facts are left: cut each to a fair share of the budget.
-            let share = MESSAGE_BUDGET / 8 / (page.facts.len() + page.lists.len()).max(1);
-            for (_, v) in page.facts.iter_mut() {
-                *v = truncate_chars(v, share);
-            }
-            for (_, items) in page.lists.iter_mut() {
-                for item in items.iter_mut() {
-                    *item = truncate_chars(item, share);
-                }
-            }
-            message = message_document(&page);
-            break;
-        };
-        let keep = longest.len() / 2;
-        let dropped = longest.len() - keep;
-        longest.truncate(keep);
-        longest.push(format!("... {dropped} more not shown (message size limit)"));
+    // Halve the longest list, then the longest fact or item, until the message fits.
+    // Everything else is bounded (`deliverable`), so this ends.
+    let full: Vec<usize> = page.lists.iter().map(|(_, items)| items.len()).collect();
+    let mut shown = full.clone();
+    while message.len() > MESSAGE_BUDGET && shorten(&mut page, &full, &mut shown) {
         message = message_document(&page);
     }
+    // SNS refuses an empty attribute value.
+    let attribute = |value: &str| {
+        if value.is_empty() {
+            "-".to_string()
+        } else {
+            value.to_string()
+        }
+    };
     let attributes = vec![
         ("severity", page.severity.as_str().to_string()),
         ("event_action", page.action.as_str().to_string()),
-        ("dedup_key", page.dedup_key.clone()),
-        ("source", page.source.clone()),
+        ("dedup_key", attribute(&page.dedup_key)),
+        ("source", attribute(&page.source)),
     ];
     let fifo = fifo_topic.then(|| FifoIds {
         // One group per incident keeps a trigger ahead of its resolve.
-        group_id: bounded_key(&fifo_safe(&page.dedup_key), FIFO_ID_LIMIT),
+        group_id: fifo_group(&page),
         // Same page, same id: a retried publish within SNS's 5-minute window is dropped.
         deduplication_id: hex_sha256(&message),
     });
@@ -219,6 +216,76 @@ pub fn render(page: &Page, fifo_topic: bool) -> Publication {
         attributes,
         fifo,
     }
+}
+
+/// Shortens the page by one step: the longest list still showing more than one of
+/// its `full` items shows half as many (`shown`), and says how many are not shown;
+/// once none does, the longest fact value or list item loses half its characters.
+/// False when nothing is left to shorten.
+fn shorten(page: &mut Page, full: &[usize], shown: &mut [usize]) -> bool {
+    let longest_list = (0..shown.len())
+        .filter(|&i| shown[i] > 1)
+        .max_by_key(|&i| page.lists[i].1.iter().map(String::len).sum::<usize>());
+    if let Some(i) = longest_list {
+        shown[i] /= 2;
+        let items = &mut page.lists[i].1;
+        items.truncate(shown[i]);
+        let dropped = full[i] - shown[i];
+        items.push(format!("... {dropped} more not shown (message size limit)"));
+        return true;
+    }
+    let values = page.facts.iter_mut().map(|(_, v)| v);
+    let items = page
+        .lists
+        .iter_mut()
+        .flat_map(|(_, items)| items.iter_mut());
+    match values.chain(items).max_by_key(|v| v.len()) {
+        Some(longest) if longest.chars().count() > SHORTEST_VALUE => {
+            *longest = truncate_chars(longest, longest.chars().count() / 2);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The page with every character SNS's SQS subscribers refuse replaced by U+FFFD,
+/// and every field but the facts and lists bounded.
+/// SNS passes the message and its attributes on, and SQS accepts only `#x9 | #xA |
+/// #xD | #x20–#xD7FF | #xE000–#xFFFD | #x10000–#x10FFFF` (SendMessage, MessageBody);
+/// an alarm name, a tag or an AWS error text could carry anything else.
+fn deliverable(page: &Page) -> Page {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if deliverable_char(c) { c } else { '\u{FFFD}' })
+            .collect()
+    };
+    let field = |s: &str| truncate_chars(&clean(s), FIELD_LIMIT);
+    let value = |s: &str| truncate_chars(&clean(s), VALUE_LIMIT);
+    let label = |s: &str| truncate_chars(&clean(s), LABEL_LIMIT);
+    Page {
+        action: page.action,
+        severity: page.severity,
+        dedup_key: clean(&page.dedup_key),
+        summary: clean(&page.summary),
+        source: field(&page.source),
+        component: field(&page.component),
+        group: field(&page.group),
+        class: field(&page.class),
+        facts: page
+            .facts
+            .iter()
+            .map(|(l, v)| (label(l), value(v)))
+            .collect(),
+        lists: page
+            .lists
+            .iter()
+            .map(|(l, items)| (label(l), items.iter().map(|i| value(i)).collect()))
+            .collect(),
+    }
+}
+
+fn deliverable_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 fn message_document(page: &Page) -> String {
@@ -267,9 +334,15 @@ fn text(page: &Page) -> String {
         Action::Resolve => "RESOLVED".to_string(),
     };
     out.push_str(&format!("[{head}] {}\n\n", page.summary));
-    let width = page.facts.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+    let width = page
+        .facts
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
     for (label, value) in &page.facts {
-        out.push_str(&format!("{label:width$}  {value}\n"));
+        let pad = " ".repeat(width - label.chars().count());
+        out.push_str(&format!("{label}{pad}  {value}\n"));
     }
     for (label, items) in &page.lists {
         out.push_str(&format!("\n{label}:\n"));
@@ -335,6 +408,17 @@ fn bounded_key(key: &str, max: usize) -> String {
         head.push(c);
     }
     format!("{head}#{hash}")
+}
+
+/// The FIFO group: the incident's key, or, for a page without one, its sender and
+/// resource. SNS refuses an empty MessageGroupId.
+fn fifo_group(page: &Page) -> String {
+    let key = if page.dedup_key.is_empty() {
+        format!("{}/{}", page.source, page.component)
+    } else {
+        page.dedup_key.clone()
+    };
+    bounded_key(&fifo_safe(&key), FIFO_ID_LIMIT)
 }
 
 /// FIFO ids allow alphanumerics and punctuation only.
@@ -413,7 +497,7 @@ impl Pager {
         for (name, value) in &publication.attributes {
             let value = MessageAttributeValue::builder()
                 .data_type("String")
-                .string_value(if value.is_empty() { "-" } else { value })
+                .string_value(value)
                 .build()
                 .map_err(|e| self.error(e.to_string()))?;
             request = request.message_attributes(*name, value);
@@ -556,6 +640,58 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("tasks failed to start"));
+    }
+
+    #[test]
+    fn a_short_list_of_huge_items_is_cut_to_fit_and_counted_once() {
+        // Halving two items used to give one item and a marker, two again: for ever.
+        let huge = vec!["q\"".repeat(40_000), "r".repeat(90_000)];
+        let p = render(&page().list("Reasons", huge), false);
+        assert!(p.message.len() <= MESSAGE_BUDGET, "{}", p.message.len());
+        let text = doc(&p)["default"].as_str().unwrap().to_string();
+        assert!(text.contains("... 1 more not shown"), "{text}");
+        let many: Vec<String> = (0..9)
+            .map(|i| format!("{i}{}", "s".repeat(30_000)))
+            .collect();
+        let text = doc(&render(&page().list("Reasons", many), false))["default"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(text.matches("more not shown").count(), 1, "{text}");
+        assert!(text.contains("... 8 more not shown"), "{text}");
+    }
+
+    #[test]
+    fn every_character_sqs_refuses_is_replaced() {
+        let p = render(
+            &page()
+                .dedup_key("key\u{1}\u{FFFF}")
+                .fact("Reason", "bell\u{7}"),
+            true,
+        );
+        let key = &p
+            .attributes
+            .iter()
+            .find(|(n, _)| *n == "dedup_key")
+            .unwrap()
+            .1;
+        assert_eq!(key, "key\u{FFFD}\u{FFFD}");
+        assert!(!p.message.contains("\\u0007"), "{}", p.message);
+        assert!(doc(&p)["default"]
+            .as_str()
+            .unwrap()
+            .contains("bell\u{FFFD}"));
+        assert_eq!(p.fifo.unwrap().group_id, "key__");
+    }
+
+    #[test]
+    fn a_page_without_a_key_still_has_a_fifo_group() {
+        let p = Page::new(Action::Trigger, Severity::Warning, "x", "prod/web", "s")
+            .source("autopilot-remediate");
+        assert_eq!(
+            render(&p, true).fifo.unwrap().group_id,
+            "autopilot-remediate/prod/web"
+        );
     }
 
     #[test]
