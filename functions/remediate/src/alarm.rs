@@ -306,7 +306,8 @@ pub fn time(s: &str) -> Option<DateTime<Utc>> {
 /// The region field of an ARN (`arn:aws:cloudwatch:us-east-1:…`).
 pub fn region_of_arn(arn: &str) -> Option<&str> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    (parts.len() == 6 && parts[0] == "arn" && !parts[3].is_empty()).then_some(parts[3])
+    // `then`, not `then_some`: the index must not be evaluated for a short ARN.
+    (parts.len() == 6 && parts[0] == "arn" && !parts[3].is_empty()).then(|| parts[3])
 }
 
 /// The region code of a long region name as SNS alarm notifications write it.
@@ -555,5 +556,9 @@ mod tests {
             region_of_arn("arn:aws:cloudwatch:eu-west-1:1:alarm:a:b"),
             Some("eu-west-1")
         );
+        // Found by tests/tests/hostile_input: a short ARN panicked.
+        for short in ["", "x", "arn:aws", "arn:aws:cloudwatch:eu-west-1:1"] {
+            assert_eq!(region_of_arn(short), None, "{short}");
+        }
     }
 }
