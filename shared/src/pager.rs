@@ -22,8 +22,8 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
-/// SNS rejects subjects over 100 characters.
-pub const SUBJECT_LIMIT: usize = 100;
+/// The Publish API reference: subjects "less than 100 characters long".
+pub const SUBJECT_LIMIT: usize = 99;
 /// SNS rejects messages over 256 KiB; keep room for attributes and the envelope.
 pub const MESSAGE_BUDGET: usize = 250 * 1024;
 /// PagerDuty rejects dedup keys over 255 characters.
@@ -190,6 +190,16 @@ pub fn render(page: &Page, fifo_topic: bool) -> Publication {
     while message.len() > MESSAGE_BUDGET && shorten(&mut page, &full, &mut shown) {
         message = message_document(&page);
     }
+    if message.len() > MESSAGE_BUDGET {
+        // More facts or lists than fit even cut short: say so rather than send nothing.
+        let (facts, lists) = (page.facts.len(), page.lists.len());
+        page.facts = vec![(
+            "Details".to_string(),
+            format!("{facts} facts and {lists} lists not shown (message size limit)"),
+        )];
+        page.lists.clear();
+        message = message_document(&page);
+    }
     // SNS refuses an empty attribute value.
     let attribute = |value: &str| {
         if value.is_empty() {
@@ -239,12 +249,16 @@ fn shorten(page: &mut Page, full: &[usize], shown: &mut [usize]) -> bool {
         .lists
         .iter_mut()
         .flat_map(|(_, items)| items.iter_mut());
-    match values.chain(items).max_by_key(|v| v.len()) {
-        Some(longest) if longest.chars().count() > SHORTEST_VALUE => {
+    let longest = values
+        .chain(items)
+        .filter(|v| v.chars().count() > SHORTEST_VALUE)
+        .max_by_key(|v| v.len());
+    match longest {
+        Some(longest) => {
             *longest = truncate_chars(longest, longest.chars().count() / 2);
             true
         }
-        _ => false,
+        None => false,
     }
 }
 
@@ -265,7 +279,8 @@ fn deliverable(page: &Page) -> Page {
     Page {
         action: page.action,
         severity: page.severity,
-        dedup_key: clean(&page.dedup_key),
+        // Bounded again: a replaced character takes three bytes where it took one.
+        dedup_key: bounded_key(&clean(&page.dedup_key), DEDUP_KEY_LIMIT),
         summary: clean(&page.summary),
         source: field(&page.source),
         component: field(&page.component),
@@ -357,7 +372,7 @@ fn text(page: &Page) -> String {
     out
 }
 
-/// `[autopilot] <summary>`, made valid for SNS: printable ASCII, one line, at most 100 characters.
+/// `[autopilot] <summary>`, made valid for SNS: printable ASCII, one line, under 100 characters.
 fn subject(page: &Page) -> String {
     let prefix = match page.action {
         Action::Resolve => "[autopilot] RESOLVED ",
@@ -682,6 +697,33 @@ mod tests {
             .unwrap()
             .contains("bell\u{FFFD}"));
         assert_eq!(p.fifo.unwrap().group_id, "key__");
+    }
+
+    #[test]
+    fn more_facts_than_fit_are_summarised_not_sent_oversized() {
+        let mut p = page();
+        for i in 0..5_000 {
+            p = p.fact(&format!("fact {i} {}", "l".repeat(90)), "v".repeat(64));
+        }
+        let r = render(&p, false);
+        assert!(r.message.len() <= MESSAGE_BUDGET, "{}", r.message.len());
+        assert!(
+            r.message.contains("5002 facts and 1 lists not shown"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn a_key_made_longer_by_replaced_characters_is_bounded_again() {
+        let r = render(&page().dedup_key("\u{1}".repeat(255)), false);
+        let key = &r
+            .attributes
+            .iter()
+            .find(|(n, _)| *n == "dedup_key")
+            .unwrap()
+            .1;
+        assert!(key.len() <= DEDUP_KEY_LIMIT, "{}", key.len());
     }
 
     #[test]
