@@ -107,7 +107,7 @@ mod tests {
 
     #[test]
     fn no_build_has_trace_lines() {
-        // Cargo.toml's `max_level_debug`: see tests/tests/logs.rs for why.
+        // Cargo.toml's `max_level_debug`: see tests/tests/logs_trace.rs for why.
         assert_eq!(STATIC_MAX_LEVEL, LevelFilter::DEBUG);
         assert!(level_filter("TRACE") > STATIC_MAX_LEVEL);
     }

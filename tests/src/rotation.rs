@@ -159,3 +159,66 @@ impl Stack {
         (user, arn)
     }
 }
+
+/// A full single-user rotation with a dependent URL, its logs captured at `level`:
+/// no password, old or new, nor the URL, reaches a log line or a page.
+pub async fn full_rotation_logs_no_secret_value(name: &str, level: &str) {
+    use crate::postgres::postgres;
+    use lambda_runtime::{Context, LambdaEvent};
+
+    let stack = Stack::new(name).await;
+    let pg = postgres();
+    let old = "old-secret-in-logs-check";
+    let (user, arn) = stack.database_user(pg, "db", old).await;
+    let url = stack
+        .create_secret(
+            "db-url",
+            &format!("postgres://{user}:{old}@127.0.0.1:{}/postgres", pg.port),
+        )
+        .await;
+    let rotations = json!([{"secret": stack.name("db"), "strategy": "postgres-single-user",
+                            "dependents": [{"secret": stack.name("db-url"), "format": "url"}]}]);
+    let rotator = rotate::Rotator::new(&stack.sdk, stack.rotation_config(rotations)).unwrap();
+    let token = stack.start_rotation(&arn).await;
+
+    let (_, logs) = crate::logs::capture_at(level, async {
+        for step in STEPS {
+            let mut context = Context::default();
+            context.request_id = format!("req-{step}");
+            rotator
+                .handle(LambdaEvent::new(
+                    rotation_event(step, &arn, &token),
+                    context,
+                ))
+                .await
+                .unwrap();
+        }
+        // A failing step logs its error too: replay setSecret with a token that is not pending.
+        let _ = rotator
+            .handle(LambdaEvent::new(
+                rotation_event("setSecret", &arn, "not-a-token-not-a-token-not-a-token"),
+                Context::default(),
+            ))
+            .await;
+    })
+    .await;
+
+    let new: serde_json::Value =
+        serde_json::from_str(&stack.secret_value(&arn, "AWSCURRENT").await.unwrap()).unwrap();
+    let new_password = new["password"].as_str().unwrap().to_string();
+    let dependent = stack.secret_value(&url, "AWSCURRENT").await.unwrap();
+    let text = logs.text();
+    let pages = format!("{:?}", stack.pages().await);
+    for value in [old, new_password.as_str(), dependent.as_str()] {
+        assert!(!text.contains(value), "a secret value reached the logs");
+        assert!(!pages.contains(value), "a secret value reached a page");
+    }
+    let lines = logs.lines();
+    let set = lines
+        .iter()
+        .find(|l| l["action"] == "set_password")
+        .expect("setSecret logs its action");
+    assert_eq!(set["span"]["request_id"], "req-setSecret");
+    assert_eq!(set["span"]["function"], "autopilot-rotate");
+    assert!(set["reason"].as_str().is_some());
+}
