@@ -37,7 +37,7 @@ bench: setup
 
 ## make fuzz: the hostile-input property tests of `make test` (tests/tests/hostile_input)
 ## with FUZZ_CASES cases per property instead of 128, optimised, outside CI; it prints
-## each property's cases and seconds and the total. docs/reliability.md has the figures.
+## each property's cases and seconds and the total (docs/reliability.md).
 FUZZ_CASES ?= 70000
 fuzz: setup
 	mkdir -p "$(CURDIR)/target" && rm -f "$(CURDIR)/target/fuzz-cases.tsv"

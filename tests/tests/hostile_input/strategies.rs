@@ -1,10 +1,17 @@
-//! Hostile input for the property tests (`tests/tests/hostile_input.rs`, and
+//! Hostile input for the property tests (`tests/tests/hostile_input/main.rs`, and
 //! `make fuzz`, which runs them with many more cases): arbitrary JSON, real sample
 //! events with fields replaced or removed, hostile strings, hostile configuration
 //! variables, and an SDK configuration whose every call fails at once.
 
 use aws_config::retry::RetryConfig;
 use aws_config::{Region, SdkConfig};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Map, Value};
@@ -66,15 +73,13 @@ fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// An SDK configuration whose calls go to a closed loopback port, once: a call
-/// fails as fast as a refused connection, and nothing leaves the machine.
+/// An SDK configuration whose every call fails at once as a refused connection
+/// would, without a socket: no port that another process could have taken, no
+/// proxy from the environment, nothing leaves the process.
 pub async fn unreachable_sdk() -> SdkConfig {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        listener.local_addr().expect("its address").port()
-    };
     autopilot_shared::aws::loader()
-        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .http_client(SharedHttpClient::new(Refused))
+        .endpoint_url("http://127.0.0.1:9")
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sns::config::Credentials::new(
             "test", "test", None, None, "hostile",
@@ -82,6 +87,28 @@ pub async fn unreachable_sdk() -> SdkConfig {
         .retry_config(RetryConfig::disabled())
         .load()
         .await
+}
+
+/// The HTTP client of [`unreachable_sdk`]: every request fails to connect.
+#[derive(Debug)]
+struct Refused;
+
+impl HttpConnector for Refused {
+    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+        HttpConnectorFuture::ready(Err(ConnectorError::io(
+            "connection refused (the hostile-input tests reach no network)".into(),
+        )))
+    }
+}
+
+impl HttpClient for Refused {
+    fn http_connector(
+        &self,
+        _settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(Refused)
+    }
 }
 
 /// Strings an attacker, a bug or a strange AWS answer could put in any field.
@@ -222,7 +249,7 @@ fn mutation() -> BoxedStrategy<Mutation> {
     .boxed()
 }
 
-/// A real sample with one to four of its fields changed, anywhere in it,
+/// A real sample with one to three of its fields changed, anywhere in it,
 /// including inside fields that hold JSON as a string (an SNS message, an
 /// alarm's reasonData).
 pub fn mutated(samples: Vec<Value>) -> BoxedStrategy<Value> {
