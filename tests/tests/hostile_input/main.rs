@@ -185,57 +185,38 @@ fn build(
 ) -> Result<Handler, String> {
     let lookup = lookup(vars);
     let text = |e: ConfigError| e.to_string();
+    // Each function's handler type is its own; the closure around it is the same.
+    macro_rules! handler {
+        ($built:expr) => {{
+            let h = std::rc::Rc::new($built);
+            Box::new(move |v| {
+                let h = h.clone();
+                Box::pin(async move { answer(h.handle(invocation(v)).await) })
+                    as Pin<Box<dyn Future<Output = Outcome>>>
+            }) as Handler
+        }};
+    }
     Ok(match name {
-        "deploy" => {
-            let h = std::rc::Rc::new(deploy::Deployer::new(
-                sdk,
-                deploy::config::Config::from_lookup(lookup).map_err(text)?,
-            ));
-            Box::new(move |v| {
-                let h = h.clone();
-                Box::pin(async move { answer(h.handle(invocation(v)).await) })
-            })
-        }
-        "rotate" => {
-            let h = std::rc::Rc::new(rotate::Rotator::new(
-                sdk,
-                rotate::config::Config::from_lookup(lookup).map_err(text)?,
-            )?);
-            Box::new(move |v| {
-                let h = h.clone();
-                Box::pin(async move { answer(h.handle(invocation(v)).await) })
-            })
-        }
-        "remediate" => {
-            let h = std::rc::Rc::new(remediate::Remediator::new(
-                sdk,
-                remediate::config::Config::from_lookup(lookup).map_err(text)?,
-            ));
-            Box::new(move |v| {
-                let h = h.clone();
-                Box::pin(async move { answer(h.handle(invocation(v)).await) })
-            })
-        }
-        "snapshot" => {
-            let h = std::rc::Rc::new(snapshot::Snapshotter::new(
-                sdk,
-                snapshot::config::Config::from_lookup(lookup).map_err(text)?,
-            )?);
-            Box::new(move |v| {
-                let h = h.clone();
-                Box::pin(async move { answer(h.handle(invocation(v)).await) })
-            })
-        }
-        "pagerduty" => {
-            let h = std::rc::Rc::new(pagerduty::Relay::new(
-                sdk,
-                pagerduty::config::Config::from_lookup(lookup).map_err(text)?,
-            ));
-            Box::new(move |v| {
-                let h = h.clone();
-                Box::pin(async move { answer(h.handle(invocation(v)).await) })
-            })
-        }
+        "deploy" => handler!(deploy::Deployer::new(
+            sdk,
+            deploy::config::Config::from_lookup(lookup).map_err(text)?,
+        )),
+        "rotate" => handler!(rotate::Rotator::new(
+            sdk,
+            rotate::config::Config::from_lookup(lookup).map_err(text)?,
+        )?),
+        "remediate" => handler!(remediate::Remediator::new(
+            sdk,
+            remediate::config::Config::from_lookup(lookup).map_err(text)?,
+        )),
+        "snapshot" => handler!(snapshot::Snapshotter::new(
+            sdk,
+            snapshot::config::Config::from_lookup(lookup).map_err(text)?,
+        )?),
+        "pagerduty" => handler!(pagerduty::Relay::new(
+            sdk,
+            pagerduty::config::Config::from_lookup(lookup).map_err(text)?,
+        )),
         other => return Err(format!("no function {other}")),
     })
 }
