@@ -46,7 +46,7 @@ pub fn count_cases(what: &str, cases: u32, elapsed: Duration) {
 
 /// Every sample event under `events/`, by its path below it (`remediate/alb-5xx…`).
 pub fn samples() -> Vec<(String, Value)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let root = autopilot_tests::root().join("events");
     let mut files = Vec::new();
     json_files(&root, &mut files);
     files.sort();
@@ -175,8 +175,13 @@ const TRICKY: &[&str] = &[
 ];
 
 /// Every key and short string value in the sample events, so generated JSON
-/// reaches past the first field check.
+/// reaches past the first field check. Read once; every strategy shares it.
 fn vocabulary() -> Vec<String> {
+    static WORDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    WORDS.get_or_init(read_vocabulary).clone()
+}
+
+fn read_vocabulary() -> Vec<String> {
     fn walk(v: &Value, out: &mut Vec<String>) {
         match v {
             Value::String(s) => {
