@@ -9,6 +9,7 @@ pub mod config;
 pub mod events;
 pub mod invocation;
 pub mod logging;
+pub mod metrics;
 pub mod pager;
 #[cfg(feature = "postgres")]
 pub mod postgres;

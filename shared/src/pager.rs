@@ -525,7 +525,11 @@ impl Pager {
         let out = request
             .send()
             .await
+            .inspect_err(|_| {
+                crate::metrics::count(&self.source, crate::metrics::name::PAGES_FAILED)
+            })
             .map_err(|e| self.error(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?;
+        crate::metrics::count(&self.source, crate::metrics::name::PAGES_SENT);
         let id = out.message_id().unwrap_or_default().to_string();
         tracing::info!(
             action = "page",

@@ -5,7 +5,9 @@
 //! * `ECR Image Action` (PUSH, SUCCESS): register a revision pinned to the digest
 //!   and update every mapped service;
 //! * `ECS Deployment State Change`: report the verdict of a deployment autopilot started;
-//! * the `deploy-sweep` scheduled task: warn on-call about deployments that have run too long.
+//! * the `deploy-sweep` scheduled task: warn on-call about deployments that have run too long;
+//! * the `deploy-heartbeat` scheduled task: read the topic, ECS, ECR (and RDS) and count a
+//!   heartbeat (`autopilot_shared::metrics`).
 //!
 //! This module only dispatches: each path reads state (`observe`), decides
 //! (`plan`, pure) and acts (`apply`).
@@ -26,8 +28,10 @@ use crate::detail::{
     EcrImageAction, EcsDeploymentStateChange, ECR_IMAGE_ACTION, ECS_DEPLOYMENT_STATE_CHANGE,
 };
 use crate::plan::{push, sweep, verdict};
+use autopilot_shared::aws::AwsCallError;
 use autopilot_shared::events::{self, Envelope, EventError, ScheduledTask, SCHEDULED_TASK};
 use autopilot_shared::invocation::{self, Failure, Outcome, Report};
+use autopilot_shared::metrics::{self, name};
 use autopilot_shared::{aws, Pager};
 use aws_config::SdkConfig;
 use lambda_runtime::LambdaEvent;
@@ -52,12 +56,20 @@ struct RdsSnapshotDetail {
 /// The name pages and logs carry.
 pub const FUNCTION: &str = "autopilot-deploy";
 
+/// The heartbeat schedule's task (`template.yaml`, `DeployHeartbeat`).
+pub const HEARTBEAT_TASK: &str = "deploy-heartbeat";
+
+/// The pre-deploy snapshot the heartbeat reads: never taken, so RDS answers
+/// with nothing, through the same grant deploy's snapshots use.
+const HEARTBEAT_SNAPSHOT: &str = "autopilot-heartbeat-predeploy-0";
+
 /// The deploy function: its configuration and clients, built once per cold start.
 #[derive(Debug, Clone)]
 pub struct Deployer {
     ecs: aws_sdk_ecs::Client,
     ecr: aws_sdk_ecr::Client,
     rds: aws_sdk_rds::Client,
+    sns: aws_sdk_sns::Client,
     pager: Pager,
     config: Config,
 }
@@ -69,6 +81,7 @@ impl Deployer {
             ecs: aws_sdk_ecs::Client::new(&sdk),
             ecr: aws_sdk_ecr::Client::new(&sdk),
             rds: aws_sdk_rds::Client::new(&sdk),
+            sns: aws_sdk_sns::Client::new(&sdk),
             pager: Pager::for_function(&sdk, &config.common, FUNCTION),
             config,
         }
@@ -96,7 +109,7 @@ impl Deployer {
                 event_source: envelope.source.clone(),
                 detail_type: envelope.detail_type.clone(),
                 expected: format!(
-                    "ECR Image Action, ECS Deployment State Change, RDS DB Snapshot Event (pre-deploy snapshots) and the `{}` scheduled task",
+                    "ECR Image Action, ECS Deployment State Change, RDS DB Snapshot Event (pre-deploy snapshots) and the `{}` and `{HEARTBEAT_TASK}` scheduled tasks",
                     sweep::TASK
                 ),
             }
@@ -186,11 +199,15 @@ impl Deployer {
             .iter()
             .map(|(target, obs)| (*target, push::plan_service(push, target, obs, &times)))
             .collect();
-        outcomes.extend(
-            self.apply()
-                .push(push, decisions, concurrency, failing)
-                .await?,
-        );
+        let applied = self
+            .apply()
+            .push(push, decisions, concurrency, failing)
+            .await?;
+        applied
+            .iter()
+            .filter(|o| o.action == "deploy")
+            .for_each(|_| metrics::count(FUNCTION, name::DEPLOYS_STARTED));
+        outcomes.extend(applied);
         Ok(())
     }
 
@@ -364,21 +381,34 @@ impl Deployer {
             _ => String::new(),
         };
         let decision = verdict::plan_verdict(verdict, target, id, &observed);
-        Ok(vec![
-            self.apply()
-                .verdict(target, decision, &revision, id)
-                .await?,
-        ])
+        let outcome = self
+            .apply()
+            .verdict(target, decision, &revision, id)
+            .await?;
+        // A verdict told to on-call is one of autopilot's deployments ending.
+        if outcome.action == "notify" {
+            metrics::count(
+                FUNCTION,
+                match verdict {
+                    verdict::Verdict::Completed => name::DEPLOYS_SUCCEEDED,
+                    verdict::Verdict::Failed => name::DEPLOYS_FAILED,
+                },
+            );
+        }
+        Ok(vec![outcome])
     }
 
     async fn on_schedule(&self, envelope: &Envelope) -> Result<Vec<Outcome>, DeployError> {
         let task: ScheduledTask = events::detail(envelope, SCHEDULED_TASK)?;
+        if task.task == HEARTBEAT_TASK {
+            return self.heartbeat().await;
+        }
         if task.task != sweep::TASK {
             return Err(EventError::Malformed {
                 what: "Scheduled Task detail".into(),
                 path: "task".into(),
                 message: format!(
-                    "`{}` is not a task of deploy's; it runs `{}`",
+                    "`{}` is not a task of deploy's; it runs `{}` and `{HEARTBEAT_TASK}`",
                     task.task,
                     sweep::TASK
                 ),
@@ -447,5 +477,53 @@ impl Deployer {
             ));
         }
         Ok(outcomes)
+    }
+
+    /// The heartbeat: one read of each dependency deploy writes to or reads
+    /// from, with the permissions it already uses (and GetTopicAttributes on the
+    /// topic); writes nothing and pages no one. Counts a heartbeat when all answer.
+    async fn heartbeat(&self) -> Result<Vec<Outcome>, DeployError> {
+        invocation::record_resource(HEARTBEAT_TASK);
+        let mut checks = vec![metrics::check_topic(&self.sns, &self.config.common.topic_arn).await];
+        // One DescribeServices per cluster, of at most 10 of its mapped services.
+        let mut clusters: Vec<(&str, Vec<&str>)> = Vec::new();
+        for t in &self.config.services {
+            match clusters.iter_mut().find(|(c, _)| *c == t.cluster) {
+                Some((_, services)) if services.len() < 10 => services.push(&t.service),
+                Some(_) => {}
+                None => clusters.push((&t.cluster, vec![&t.service])),
+            }
+        }
+        for (cluster, services) in clusters {
+            let result = self
+                .ecs
+                .describe_services()
+                .cluster(cluster)
+                .set_services(Some(services.iter().map(|s| s.to_string()).collect()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(AwsCallError::of("DescribeServices", cluster));
+            checks.push((format!("ECS cluster {cluster}"), result));
+        }
+        if let Some(t) = self.config.services.first() {
+            let result = self
+                .ecr
+                .describe_images()
+                .repository_name(&t.repository)
+                .max_results(1)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(AwsCallError::of("DescribeImages", &t.repository));
+            checks.push((format!("ECR repository {}", t.repository), result));
+        }
+        if self.config.services.iter().any(|t| t.snapshot.is_some()) {
+            let result = snapshot::observe(&self.rds, HEARTBEAT_SNAPSHOT)
+                .await
+                .map(|_| ());
+            checks.push(("RDS (pre-deploy snapshots)".to_string(), result));
+        }
+        Ok(metrics::heartbeat(FUNCTION, checks)?)
     }
 }

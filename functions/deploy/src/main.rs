@@ -1,6 +1,7 @@
-//! The deploy Lambda: logging, configuration, clients, then the runtime loop.
+//! The deploy Lambda: logging, configuration, clients, then the runtime loop, each
+//! invocation's metrics flushed to stdout as it ends (`shared::metrics`).
 
-use autopilot_shared::{aws, logging};
+use autopilot_shared::{aws, logging, metrics};
 use deploy::config::Config;
 use deploy::Deployer;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -9,12 +10,13 @@ use serde_json::Value;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logging::init();
+    metrics::init();
     let config =
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     let deployer = Deployer::new(&aws::sdk_config().await, config);
     let deployer = &deployer;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        deployer.handle(event).await
+        metrics::flushed(deployer.handle(event)).await
     }))
     .await
 }

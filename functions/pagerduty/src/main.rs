@@ -1,6 +1,7 @@
-//! The pagerduty relay Lambda: logging, configuration, clients, then the runtime loop.
+//! The pagerduty relay Lambda: logging, configuration, clients, then the runtime loop, each
+//! invocation's metrics flushed to stdout as it ends (`shared::metrics`).
 
-use autopilot_shared::{aws, logging};
+use autopilot_shared::{aws, logging, metrics};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use pagerduty::config::Config;
 use pagerduty::Relay;
@@ -9,12 +10,13 @@ use serde_json::Value;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logging::init();
+    metrics::init();
     let config =
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     let relay = Relay::new(&aws::sdk_config().await, config);
     let relay = &relay;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        relay.handle(event).await
+        metrics::flushed(relay.handle(event)).await
     }))
     .await
 }

@@ -1,6 +1,7 @@
-//! The snapshot Lambda: logging, configuration, clients, then the runtime loop.
+//! The snapshot Lambda: logging, configuration, clients, then the runtime loop, each
+//! invocation's metrics flushed to stdout as it ends (`shared::metrics`).
 
-use autopilot_shared::{aws, logging};
+use autopilot_shared::{aws, logging, metrics};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use snapshot::config::Config;
@@ -9,12 +10,13 @@ use snapshot::Snapshotter;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     logging::init();
+    metrics::init();
     let config =
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     let snapshotter = Snapshotter::new(&aws::sdk_config().await, config)?;
     let snapshotter = &snapshotter;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        snapshotter.handle(event).await
+        metrics::flushed(snapshotter.handle(event)).await
     }))
     .await
 }
