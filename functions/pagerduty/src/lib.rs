@@ -13,6 +13,9 @@
 //!
 //! A rejected or failed post fails the invocation: Lambda retries it, then the
 //! dead-letter queue keeps it. The routing key never reaches a log or an error.
+//!
+//! The `pagerduty-heartbeat` scheduled task reads the routing key's secret again
+//! and counts a heartbeat (`autopilot_shared::metrics`); it posts nothing.
 
 pub mod config;
 
@@ -20,6 +23,7 @@ use crate::config::Config;
 use autopilot_shared::aws::{self, AwsCallError};
 use autopilot_shared::events::{self, EventError};
 use autopilot_shared::invocation::{self, code, Coded, Failure, Outcome, Report};
+use autopilot_shared::metrics;
 use aws_config::SdkConfig;
 use aws_lambda_events::sns::SnsEvent;
 use http_body_util::{BodyExt, Full};
@@ -33,6 +37,9 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 pub const FUNCTION: &str = "autopilot-pagerduty";
+
+/// The heartbeat schedule's task (`template.yaml`, `PagerDutyHeartbeat`).
+pub const HEARTBEAT_TASK: &str = "pagerduty-heartbeat";
 
 /// PagerDuty answers within seconds; a hung post fails and is retried.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,6 +108,9 @@ impl Relay {
     }
 
     async fn relay(&self, payload: Value) -> Result<Report, RelayError> {
+        if metrics::is_task(&payload, HEARTBEAT_TASK) {
+            return self.heartbeat().await;
+        }
         let event: SnsEvent = events::parse(payload, "SNS event")?;
         let mut outcomes = Vec::new();
         for (i, record) in event.records.iter().enumerate() {
@@ -148,21 +158,42 @@ impl Relay {
     async fn routing_key(&self) -> Result<&str, RelayError> {
         let key = self
             .routing_key
-            .get_or_try_init(|| async {
-                let secret = &self.config.routing_key_secret;
-                let out = self
-                    .sm
-                    .get_secret_value()
-                    .secret_id(secret)
-                    .version_stage("AWSCURRENT")
-                    .send()
-                    .await
-                    .map_err(AwsCallError::of("GetSecretValue", secret))?;
-                config::routing_key(secret, out.secret_string().unwrap_or_default())
-                    .map_err(|m| RelayError::Aws(AwsCallError::new("GetSecretValue", secret, m)))
-            })
+            .get_or_try_init(|| async { Ok::<_, RelayError>(self.read_routing_key().await?) })
             .await?;
         Ok(key)
+    }
+
+    /// Reads the routing key from its secret (AWSCURRENT) and checks its form.
+    async fn read_routing_key(&self) -> Result<String, AwsCallError> {
+        let secret = &self.config.routing_key_secret;
+        let out = self
+            .sm
+            .get_secret_value()
+            .secret_id(secret)
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+            .map_err(AwsCallError::of("GetSecretValue", secret))?;
+        config::routing_key(secret, out.secret_string().unwrap_or_default())
+            .map_err(|m| AwsCallError::new("GetSecretValue", secret, m))
+    }
+
+    /// The heartbeat: the routing key's secret is read again (not the copy
+    /// this sandbox keeps) and must hold a routing key; the key is dropped
+    /// unlogged. Posts nothing to PagerDuty, so no incident opens.
+    async fn heartbeat(&self) -> Result<Report, RelayError> {
+        invocation::record_resource(HEARTBEAT_TASK);
+        let secret = &self.config.routing_key_secret;
+        let read = self.read_routing_key().await.map(|_| ());
+        let outcomes = metrics::heartbeat(
+            FUNCTION,
+            vec![(format!("the routing key's secret {secret}"), read)],
+        )?;
+        Ok(Report {
+            event: format!("Scheduled Task {HEARTBEAT_TASK}"),
+            dry_run: false,
+            outcomes,
+        })
     }
 
     /// The HTTPS client, built on the first event that posts. Reading the system's

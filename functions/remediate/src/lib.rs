@@ -4,7 +4,10 @@
 //!
 //! One function takes the alarm in any of its three deliveries (EventBridge,
 //! SNS, the Lambda alarm action) and the `remediate-sweep` scheduled task, which
-//! scales services back in once their alarm is OK and the cooldown has passed.
+//! scales services back in once their alarm is OK and the cooldown has passed,
+//! and the `remediate-heartbeat` task, which reads the guardrail table,
+//! CloudWatch and the configured resources and counts a heartbeat
+//! (`autopilot_shared::metrics`).
 //!
 //! Per alarm transition: re-read the alarm (`observe`), record the transition,
 //! read the resource and the guardrail state, decide (`plan`, pure), claim the
@@ -35,6 +38,7 @@ use crate::runbook::{Runbook, Target};
 use crate::store::{flips_key, guard_key, AuditEntry, Store};
 use autopilot_shared::aws::AwsCallError;
 use autopilot_shared::invocation::{self, record_resource, Failure, Outcome, Report};
+use autopilot_shared::metrics::{self, name};
 use autopilot_shared::{aws, Page, Pager};
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
@@ -46,6 +50,9 @@ pub use error::RemediateError;
 
 /// The name pages and logs carry.
 pub const FUNCTION: &str = "autopilot-remediate";
+
+/// The heartbeat schedule's task (`template.yaml`, `RemediateHeartbeat`).
+pub const HEARTBEAT_TASK: &str = "remediate-heartbeat";
 
 /// How often a lost race for a guardrail item is read again and re-planned.
 const WRITE_ATTEMPTS: usize = 5;
@@ -98,6 +105,13 @@ impl Remediator {
     }
 
     async fn dispatch(&self, payload: Value) -> Result<Report, RemediateError> {
+        if metrics::is_task(&payload, HEARTBEAT_TASK) {
+            return Ok(Report {
+                event: format!("Scheduled Task {HEARTBEAT_TASK}"),
+                dry_run: self.config.common.dry_run,
+                outcomes: self.heartbeat().await?,
+            });
+        }
         let (event, outcomes) = match alarm::parse(payload)? {
             Input::Alarms(triggers) => {
                 let mut outcomes = Vec::new();
@@ -427,6 +441,12 @@ impl Remediator {
         };
         let page = pages::page(&about, &plan.verdict, action.as_ref(), result.as_ref());
         let (decision, reason) = describe(&plan.verdict, action.as_ref(), result.as_ref());
+        match (&plan.verdict, &result) {
+            (_, Some(Ok(()))) => metrics::count(FUNCTION, name::REMEDIATIONS_TAKEN),
+            (_, Some(Err(_))) => metrics::count(FUNCTION, name::REMEDIATIONS_FAILED),
+            (Verdict::Refused(_), None) => metrics::count(FUNCTION, name::REMEDIATIONS_REFUSED),
+            _ => {}
+        }
         self.store
             .audit(&AuditEntry {
                 subject: subject.clone(),
@@ -465,6 +485,65 @@ impl Remediator {
 
     async fn send(&self, page: &Page) -> Result<String, RemediateError> {
         Ok(self.pager.send(page).await?)
+    }
+
+    /// The heartbeat: one read of the guardrail table (an item no resource
+    /// has), of CloudWatch's alarms, and of each configured cluster's services
+    /// and database, with the permissions remediate already has. Writes
+    /// nothing, pages no one; counts a heartbeat when every read answered.
+    async fn heartbeat(&self) -> Result<Vec<Outcome>, RemediateError> {
+        record_resource(HEARTBEAT_TASK);
+        let table = self.store.table().to_string();
+        let mut checks = vec![(
+            format!("DynamoDB table {table}"),
+            self.store
+                .get::<Guard>(("heartbeat#".to_string(), "heartbeat"))
+                .await
+                .map(|_| ()),
+        )];
+        let alarms = self
+            .cw
+            .describe_alarms()
+            .max_records(1)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(AwsCallError::of("DescribeAlarms", "CloudWatch alarms"));
+        checks.push(("CloudWatch alarms".to_string(), alarms));
+        let mut clusters: Vec<(&str, Vec<String>)> = Vec::new();
+        for b in &self.config.services {
+            match clusters.iter_mut().find(|(c, _)| *c == b.cluster) {
+                Some((_, services)) if services.len() < 10 => services.push(b.service.clone()),
+                Some(_) => {}
+                None => clusters.push((&b.cluster, vec![b.service.clone()])),
+            }
+        }
+        for (cluster, services) in clusters {
+            let result = self
+                .clients
+                .ecs
+                .describe_services()
+                .cluster(cluster)
+                .set_services(Some(services))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(AwsCallError::of("DescribeServices", cluster));
+            checks.push((format!("ECS cluster {cluster}"), result));
+        }
+        for db in &self.config.databases {
+            let result = self
+                .clients
+                .rds
+                .describe_db_instances()
+                .db_instance_identifier(&db.instance)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(AwsCallError::of("DescribeDBInstances", &db.instance));
+            checks.push((format!("RDS instance {}", db.instance), result));
+        }
+        Ok(metrics::heartbeat(FUNCTION, checks)?)
     }
 
     /// Reads the resource's guard, lets `change` edit it (returning whether it

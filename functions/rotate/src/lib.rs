@@ -7,7 +7,11 @@
 //! reading the token's version under AWSPENDING, which Secrets Manager refuses
 //! otherwise), is safe to repeat, and never logs or pages a secret value. After finishSecret it rewrites dependent secrets and
 //! redeploys the ECS services that read the secret; the `rotate-followup`
-//! scheduled task finishes that follow-up when a failure left it owed.
+//! scheduled task finishes that follow-up when a failure left it owed. The
+//! `rotate-heartbeat` scheduled task reads the topic and the configured secrets
+//! and counts a heartbeat (`autopilot_shared::metrics`). A scheduled task always
+//! has an EventBridge `source`, which Secrets Manager's rotation request never
+//! has, so neither is taken for the other.
 
 mod cache;
 pub mod config;
@@ -25,6 +29,7 @@ use crate::run::Run;
 use autopilot_shared::aws::{self, AwsCallError};
 use autopilot_shared::events::{self, EventError, ScheduledTask, SCHEDULED_TASK};
 use autopilot_shared::invocation::{self, Coded, Failure, Outcome, Report};
+use autopilot_shared::metrics::{self, name};
 use autopilot_shared::pager::PageError;
 use autopilot_shared::Pager;
 use aws_config::SdkConfig;
@@ -36,6 +41,9 @@ pub const FUNCTION: &str = "autopilot-rotate";
 
 /// The follow-up check's task name in its schedule's input (`template.yaml`).
 pub const FOLLOWUP_TASK: &str = "rotate-followup";
+
+/// The heartbeat schedule's task (`template.yaml`, `RotateHeartbeat`).
+pub const HEARTBEAT_TASK: &str = "rotate-heartbeat";
 
 /// A secret that changed this recently may have a finishSecret running (rotate's
 /// timeout is 60 s); the follow-up check leaves it to the next run.
@@ -84,6 +92,7 @@ pub struct Rotator {
     sm: aws_sdk_secretsmanager::Client,
     ecs: aws_sdk_ecs::Client,
     rds: aws_sdk_rds::Client,
+    sns: aws_sdk_sns::Client,
     pager: Pager,
     config: Config,
     tls: Tls,
@@ -99,6 +108,7 @@ impl Rotator {
             sm: aws_sdk_secretsmanager::Client::new(&sdk),
             ecs: aws_sdk_ecs::Client::new(&sdk),
             rds: aws_sdk_rds::Client::new(&sdk),
+            sns: aws_sdk_sns::Client::new(&sdk),
             pager: Pager::for_function(&sdk, &config.common, FUNCTION),
             config,
             tls,
@@ -133,12 +143,18 @@ impl Rotator {
         };
         let run = Run::new(self, &parsed.secret_id, &parsed.client_request_token, step);
         match run.step().await {
-            Ok(outcome) => Ok(Report {
-                event: step.as_str().to_string(),
-                dry_run: self.config.common.dry_run,
-                outcomes: vec![outcome],
-            }),
-            Err(e) => Err(run.fail(e).await),
+            Ok(outcome) => {
+                metrics::count_step(FUNCTION, name::ROTATION_STEPS_FINISHED, step.as_str());
+                Ok(Report {
+                    event: step.as_str().to_string(),
+                    dry_run: self.config.common.dry_run,
+                    outcomes: vec![outcome],
+                })
+            }
+            Err(e) => {
+                metrics::count_step(FUNCTION, name::ROTATION_STEPS_FAILED, step.as_str());
+                Err(run.fail(e).await)
+            }
         }
     }
 
@@ -153,18 +169,25 @@ impl Rotator {
                 event_source: envelope.source.clone(),
                 detail_type: envelope.detail_type.clone(),
                 expected: format!(
-                    "Secrets Manager rotation events and the `{FOLLOWUP_TASK}` scheduled task"
+                    "Secrets Manager rotation events and the `{FOLLOWUP_TASK}` and `{HEARTBEAT_TASK}` scheduled tasks"
                 ),
             }
             .into());
         }
         let task: ScheduledTask = events::detail(&envelope, SCHEDULED_TASK)?;
+        if task.task == HEARTBEAT_TASK {
+            return Ok(Report {
+                event: envelope.detail_type.clone(),
+                dry_run: self.config.common.dry_run,
+                outcomes: self.heartbeat().await?,
+            });
+        }
         if task.task != FOLLOWUP_TASK {
             return Err(EventError::Malformed {
                 what: "Scheduled Task detail".into(),
                 path: "task".into(),
                 message: format!(
-                    "`{}` is not a task of rotate's; it runs `{FOLLOWUP_TASK}`",
+                    "`{}` is not a task of rotate's; it runs `{FOLLOWUP_TASK}` and `{HEARTBEAT_TASK}`",
                     task.task
                 ),
             }
@@ -257,5 +280,26 @@ impl Rotator {
             Ok(outcome) => Ok(outcome),
             Err(e) => Err(run.fail(e).await),
         }
+    }
+
+    /// The heartbeat: the on-call topic (GetTopicAttributes) and each configured
+    /// secret (DescribeSecret: metadata and staging labels, never a value), from
+    /// the function's own network (its VPC endpoints or NAT). Writes nothing,
+    /// pages no one; counts a heartbeat when every read answered.
+    async fn heartbeat(&self) -> Result<Vec<Outcome>, RotateError> {
+        invocation::record_resource(HEARTBEAT_TASK);
+        let mut checks = vec![metrics::check_topic(&self.sns, &self.config.common.topic_arn).await];
+        for target in &self.config.rotations {
+            let result = self
+                .sm
+                .describe_secret()
+                .secret_id(&target.secret)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(AwsCallError::of("DescribeSecret", &target.secret));
+            checks.push((format!("secret {}", target.secret), result));
+        }
+        Ok(metrics::heartbeat(FUNCTION, checks)?)
     }
 }

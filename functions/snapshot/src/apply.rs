@@ -11,6 +11,7 @@ use crate::plan::Step;
 use autopilot_shared::aws::AwsCallError;
 use autopilot_shared::backup::{reason, stamp, tag, BY_SNAPSHOT};
 use autopilot_shared::invocation::Outcome;
+use autopilot_shared::metrics::{self, name};
 use autopilot_shared::pager::Page;
 use autopilot_shared::postgres::Tls;
 use autopilot_shared::Pager;
@@ -129,7 +130,8 @@ impl Apply<'_> {
                 )
                 .with("copy", &target);
                 if !dry {
-                    self.copy(&source, &target, kms_key.as_deref()).await?;
+                    self.copy(&source, &target, kms_key.as_deref()).await.inspect_err(|_| metrics::count(crate::FUNCTION, name::COPIES_FAILED))?;
+                    metrics::count(crate::FUNCTION, name::COPIES_STARTED);
                 }
                 Ok(outcome)
             }
@@ -159,6 +161,7 @@ impl Apply<'_> {
                 }
                 if !dry {
                     self.delete(&snap).await?;
+                    metrics::count(crate::FUNCTION, name::SNAPSHOTS_DELETED);
                 }
                 Ok(Outcome::new(snap.label(), &self.would("delete"), reason))
             }

@@ -5,6 +5,8 @@
 //! cancelled, export failed), RDS instance events of drill instances, and the
 //! `snapshot-backup` / `snapshot-check` scheduled tasks. Each path reads RDS in
 //! both regions ([`observe`]), decides ([`plan`], pure) and acts ([`apply`]).
+//! The `snapshot-heartbeat` task reads each configured database's snapshots and
+//! the DR region's RDS and counts a heartbeat (`autopilot_shared::metrics`).
 
 pub mod apply;
 pub mod config;
@@ -24,6 +26,7 @@ use crate::plan::{Budget, Ctx, Step, View};
 use autopilot_shared::aws::{self, AwsCallError};
 use autopilot_shared::backup::{self, tag};
 use autopilot_shared::invocation::{self, record_resource, Failure, Outcome, Report};
+use autopilot_shared::metrics::{self, name};
 use autopilot_shared::postgres::Tls;
 use autopilot_shared::Pager;
 use aws_config::SdkConfig;
@@ -35,6 +38,9 @@ pub use error::SnapshotError;
 
 /// The name pages and logs carry.
 pub const FUNCTION: &str = "autopilot-snapshot";
+
+/// The heartbeat schedule's task (`template.yaml`, `SnapshotHeartbeat`).
+pub const HEARTBEAT_TASK: &str = "snapshot-heartbeat";
 
 /// The snapshot function: configuration and clients, built once per cold start.
 pub struct Snapshotter {
@@ -77,6 +83,13 @@ impl Snapshotter {
     }
 
     async fn dispatch(&self, payload: Value) -> Result<Report, SnapshotError> {
+        if metrics::is_task(&payload, HEARTBEAT_TASK) {
+            return Ok(Report {
+                event: format!("Scheduled Task {HEARTBEAT_TASK}"),
+                dry_run: self.config.common.dry_run,
+                outcomes: self.heartbeat().await?,
+            });
+        }
         let detail_type = payload
             .get("detail-type")
             .and_then(Value::as_str)
@@ -118,6 +131,49 @@ impl Snapshotter {
             dry_run: self.config.common.dry_run,
             outcomes,
         })
+    }
+
+    /// The heartbeat: in the source region, one page of each configured
+    /// database's snapshots (what every check reads first); in the DR region,
+    /// the account's RDS quotas. Both with the permissions snapshot already has.
+    /// Writes nothing, pages no one; counts a heartbeat when every read answered.
+    async fn heartbeat(&self) -> Result<Vec<Outcome>, SnapshotError> {
+        record_resource(HEARTBEAT_TASK);
+        let rds = &self.rds.source;
+        let region = &self.rds.source_region;
+        let mut checks = Vec::new();
+        for db in &self.config.databases {
+            // MaxRecords: 20 is the least either call takes.
+            let result = match db.kind {
+                Kind::Instance => rds
+                    .describe_db_snapshots()
+                    .db_instance_identifier(&db.id)
+                    .max_records(20)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(AwsCallError::of("DescribeDBSnapshots", &db.id)),
+                Kind::Cluster => rds
+                    .describe_db_cluster_snapshots()
+                    .db_cluster_identifier(&db.id)
+                    .max_records(20)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(AwsCallError::of("DescribeDBClusterSnapshots", &db.id)),
+            };
+            checks.push((format!("RDS snapshots of {} in {region}", db.id), result));
+        }
+        if let Some((dr_region, dr)) = &self.rds.dr {
+            let result = dr
+                .describe_account_attributes()
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(AwsCallError::of("DescribeAccountAttributes", dr_region));
+            checks.push((format!("RDS in the DR region {dr_region}"), result));
+        }
+        Ok(metrics::heartbeat(FUNCTION, checks)?)
     }
 
     fn apply(&self) -> Apply<'_> {
@@ -316,6 +372,7 @@ impl Snapshotter {
                 "not one of autopilot's DR copies",
             )]);
         }
+        metrics::count(FUNCTION, name::COPIES_FAILED);
         let page = pages::copy_cancelled(&self.config, kind, region, id, event_id, message);
         let (outcomes, errors) = self.apply().run(id, vec![Step::Page(Box::new(page))]).await;
         Self::finish(outcomes, errors)
