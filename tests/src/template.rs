@@ -210,3 +210,38 @@ fn entry_matches(entry: &Value, value: &Value) -> bool {
         literal => literal == value,
     }
 }
+
+/// Every identity policy `template.yaml` gives a role, as written, with the logical
+/// id of the resource that holds it: each entry of a SAM function's `Policies` (an
+/// inline policy with a `Statement`, a SAM policy template such as
+/// `{"SNSPublishMessagePolicy": {...}}`, or a managed policy's name or ARN); each
+/// `PolicyDocument` of an `AWS::IAM::Role`, `AWS::IAM::Policy` or
+/// `AWS::IAM::ManagedPolicy`, and each of a role's `ManagedPolicyArns`. `Fn::If` is
+/// left as written. What SAM adds to the roles it makes (the Lambda basic execution
+/// and VPC access managed policies, the event sources' policies) is not here.
+pub fn identity_policies() -> Vec<(String, &'static Value)> {
+    let mut policies = Vec::new();
+    let resources = template()["Resources"]
+        .as_object()
+        .expect("template.yaml has Resources");
+    for (id, resource) in resources {
+        let p = &resource["Properties"];
+        let mut add = |v: &'static Value| match v {
+            Value::Array(list) => policies.extend(list.iter().map(|e| (id.clone(), e))),
+            Value::Null => {}
+            one => policies.push((id.clone(), one)),
+        };
+        match resource["Type"].as_str() {
+            Some("AWS::Serverless::Function") => add(&p["Policies"]),
+            Some("AWS::IAM::Role") => {
+                for inline in p["Policies"].as_array().into_iter().flatten() {
+                    add(&inline["PolicyDocument"]);
+                }
+                add(&p["ManagedPolicyArns"]);
+            }
+            Some("AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy") => add(&p["PolicyDocument"]),
+            _ => {}
+        }
+    }
+    policies
+}
