@@ -31,6 +31,9 @@ pub const NAMESPACE: &str = "autopilot";
 pub const FUNCTION: &str = "Function";
 /// The second dimension of rotate's step counts: the step's name (four values).
 pub const STEP: &str = "Step";
+/// How the names of autopilot's alarms on itself start (`template.yaml`). They
+/// page on-call themselves, so remediate leaves them alone.
+pub const SELF_ALARM_PREFIX: &str = "autopilot-self-";
 
 /// Every metric autopilot emits. All are counts; all but the rotation steps
 /// have the one dimension [`FUNCTION`].

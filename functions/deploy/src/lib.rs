@@ -56,7 +56,7 @@ struct RdsSnapshotDetail {
 /// The name pages and logs carry.
 pub const FUNCTION: &str = "autopilot-deploy";
 
-/// The heartbeat schedule's task (`template.yaml`, `DeployHeartbeat`).
+/// The heartbeat schedule's task (the `Heartbeat` schedule of DeployFunction in `template.yaml`).
 pub const HEARTBEAT_TASK: &str = "deploy-heartbeat";
 
 /// The pre-deploy snapshot the heartbeat reads: never taken, so RDS answers

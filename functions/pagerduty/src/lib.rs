@@ -38,7 +38,7 @@ use tokio::sync::OnceCell;
 
 pub const FUNCTION: &str = "autopilot-pagerduty";
 
-/// The heartbeat schedule's task (`template.yaml`, `PagerDutyHeartbeat`).
+/// The heartbeat schedule's task (the `Heartbeat` schedule of PagerDutyRelayFunction in `template.yaml`).
 pub const HEARTBEAT_TASK: &str = "pagerduty-heartbeat";
 
 /// PagerDuty answers within seconds; a hung post fails and is retried.

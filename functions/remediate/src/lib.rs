@@ -51,7 +51,7 @@ pub use error::RemediateError;
 /// The name pages and logs carry.
 pub const FUNCTION: &str = "autopilot-remediate";
 
-/// The heartbeat schedule's task (`template.yaml`, `RemediateHeartbeat`).
+/// The heartbeat schedule's task (the `Heartbeat` schedule of RemediateFunction in `template.yaml`).
 pub const HEARTBEAT_TASK: &str = "remediate-heartbeat";
 
 /// How often a lost race for a guardrail item is read again and re-planned.
@@ -155,6 +155,11 @@ impl Remediator {
                 "the alarm's name does not start with `{}`",
                 self.config.alarm_name_prefix
             )));
+        }
+        if t.alarm_name.starts_with(metrics::SELF_ALARM_PREFIX) {
+            return Ok(ignore(
+                "one of autopilot's alarms on itself: it pages on-call itself".into(),
+            ));
         }
         if t.alarm_name.starts_with("TargetTracking-") {
             return Ok(ignore(
@@ -273,21 +278,7 @@ impl Remediator {
         {
             return Ok(()); // nothing of this alarm's to scale back in
         }
-        o.resource = Some(match target {
-            Target::Service(b) => Resource::Service(
-                observe::service(
-                    &self.clients.ecs,
-                    &self.clients.aas,
-                    b,
-                    o.runbook == Runbook::ScaleOut,
-                    o.runbook == Runbook::Rollback,
-                )
-                .await?,
-            ),
-            Target::Database(b) => {
-                Resource::Database(observe::database(&self.clients.rds, b).await?)
-            }
-        });
+        o.resource = Some(self.resource(target, o.runbook).await?);
         if let Some(scaled) = &o.guard.value.scaled {
             let others: Vec<String> = scaled
                 .alarms
@@ -299,6 +290,50 @@ impl Remediator {
             o.others.insert(o.alarm.name.clone(), o.alarm.state);
         }
         Ok(())
+    }
+
+    /// The state of the resource a runbook acts on.
+    async fn resource(&self, target: &Target, runbook: Runbook) -> Result<Resource, RemediateError> {
+        Ok(match target {
+            Target::Service(b) => Resource::Service(
+                observe::service(
+                    &self.clients.ecs,
+                    &self.clients.aas,
+                    b,
+                    runbook == Runbook::ScaleOut,
+                    runbook == Runbook::Rollback,
+                )
+                .await?,
+            ),
+            Target::Database(b) => {
+                Resource::Database(observe::database(&self.clients.rds, b).await?)
+            }
+        })
+    }
+
+    /// After an action's call failed: a timeout, a dropped connection or a 5xx answer
+    /// can come after AWS carried the call out. Reads the resource again, and when
+    /// the action shows there (`plan::already_done`) it took effect: it is settled as
+    /// done, so the cooldown and the sweep's scale-in know of it, instead of being
+    /// paged as failed while the service runs scaled out and forgotten. If the read
+    /// fails too, the failure stands.
+    async fn verify(
+        &self,
+        o: &Observed,
+        action: &Action,
+        since: i64,
+        error: String,
+    ) -> Result<(), String> {
+        let Ok(target) = &o.target else {
+            return Err(error);
+        };
+        match self.resource(target, o.runbook).await {
+            Ok(now) if plan::already_done(action, Some(&now), since) => {
+                tracing::warn!(resource = %target.key(), action = action.verb(), error = %error, reason = "the call failed, but a read shows the action took effect", "remediation verified");
+                Ok(())
+            }
+            _ => Err(error),
+        }
     }
 
     /// Adds this transition to the alarm's recent ones (for flapping and duplicates).
@@ -399,7 +434,17 @@ impl Remediator {
                     // The dead invocation's action took effect; never repeat it.
                     Ok(())
                 } else {
-                    apply::act(&self.clients, action).await
+                    match apply::act(&self.clients, action).await {
+                        Err(e) => {
+                            let since = if plan.resumes() {
+                                claimed_at
+                            } else {
+                                now.timestamp()
+                            };
+                            self.verify(o, action, since, e).await
+                        }
+                        done => done,
+                    }
                 };
                 if let Err(e) = &outcome {
                     tracing::error!(resource = %subject, action = action.verb(), error = %e, "remediation failed");

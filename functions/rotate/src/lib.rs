@@ -42,7 +42,7 @@ pub const FUNCTION: &str = "autopilot-rotate";
 /// The follow-up check's task name in its schedule's input (`template.yaml`).
 pub const FOLLOWUP_TASK: &str = "rotate-followup";
 
-/// The heartbeat schedule's task (`template.yaml`, `RotateHeartbeat`).
+/// The heartbeat schedule's task (the `Heartbeat` schedule of RotateFunction in `template.yaml`).
 pub const HEARTBEAT_TASK: &str = "rotate-heartbeat";
 
 /// A secret that changed this recently may have a finishSecret running (rotate's

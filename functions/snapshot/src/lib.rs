@@ -39,7 +39,7 @@ pub use error::SnapshotError;
 /// The name pages and logs carry.
 pub const FUNCTION: &str = "autopilot-snapshot";
 
-/// The heartbeat schedule's task (`template.yaml`, `SnapshotHeartbeat`).
+/// The heartbeat schedule's task (the `Heartbeat` schedule of SnapshotFunction in `template.yaml`).
 pub const HEARTBEAT_TASK: &str = "snapshot-heartbeat";
 
 /// The snapshot function: configuration and clients, built once per cold start.
