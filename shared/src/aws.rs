@@ -8,10 +8,16 @@ use crate::invocation::{code, Coded};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use aws_smithy_http_client::ConnectorBuilder;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::time::Duration;
 
 /// Attempts per AWS call. The SDK's standard retry mode backs off exponentially
@@ -74,23 +80,36 @@ pub fn for_function(sdk: &SdkConfig, function: &'static str) -> SdkConfig {
     builder.build()
 }
 
-/// An AWS call that failed: the operation, the resource it was about, and the
-/// service's own message with its full context (error code, request id).
+/// An AWS call that failed: the operation, the resource it was about, the
+/// service's own message with its full context (error code, request id), and
+/// whether trying again can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{operation} on {resource} failed: {message}")]
 pub struct AwsCallError {
     pub operation: &'static str,
     pub resource: String,
     pub message: String,
+    /// Throttling, a 5xx answer, a timeout, a dropped connection or an answer that
+    /// could not be read: the SDK has already tried [`MAX_ATTEMPTS`] times, and
+    /// Lambda's retry of the event is likely to succeed. False when AWS refused the
+    /// request itself (access denied, validation, not found): the SDK did not retry
+    /// it, and every retry fails the same way until someone changes something.
+    pub retryable: bool,
 }
 
 impl Coded for AwsCallError {
     fn code(&self) -> &'static str {
-        code::AWS_CALL_FAILED
+        if self.retryable {
+            code::AWS_CALL_FAILED
+        } else {
+            code::AWS_CALL_REFUSED
+        }
     }
 }
 
 impl AwsCallError {
+    /// A failure found in an answer (a field AWS promises is missing): retryable, as
+    /// the next answer may be whole.
     pub fn new(
         operation: &'static str,
         resource: impl Into<String>,
@@ -100,21 +119,155 @@ impl AwsCallError {
             operation,
             resource: resource.into(),
             message: message.into(),
+            retryable: true,
         }
     }
 
     /// For `map_err`: `.map_err(AwsCallError::of("UpdateService", &service))?`.
-    pub fn of<E: std::error::Error>(
+    /// Classified as the SDK's standard retry strategy classifies it.
+    pub fn of<E>(
         operation: &'static str,
         resource: impl Into<String>,
-    ) -> impl FnOnce(E) -> Self {
+    ) -> impl FnOnce(SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
         let resource = resource.into();
         move |e| {
-            Self::new(
+            let retryable = retryable(&e);
+            Self {
                 operation,
                 resource,
-                aws_sdk_sns::error::DisplayErrorContext(e).to_string(),
-            )
+                message: aws_sdk_sns::error::DisplayErrorContext(e).to_string(),
+                retryable,
+            }
         }
+    }
+}
+
+/// Whether the SDK's standard retry strategy treats the failure as transient: a
+/// timeout, an I/O or connector failure, an unreadable answer, an error code on
+/// the SDK's throttling or transient lists (`aws_runtime`'s, the lists its
+/// classifier uses), or a 5xx status. What the SDK gives up on after
+/// [`MAX_ATTEMPTS`] is exactly this, so the two never disagree.
+pub fn retryable<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    match e {
+        SdkError::ConstructionFailure(_) => false,
+        SdkError::DispatchFailure(d) => !d.is_user(),
+        SdkError::ServiceError(s) => {
+            let code = s.err().code().unwrap_or_default();
+            THROTTLING_ERRORS.contains(&code)
+                || TRANSIENT_ERRORS.contains(&code)
+                || s.raw().status().is_server_error()
+        }
+        // TimeoutError, ResponseError, and any variant added later.
+        _ => true,
+    }
+}
+
+/// A retry classifier for a call that creates something AWS cannot recognise when
+/// it is sent again (no client token, no name of the caller's choosing), such as
+/// ECS RegisterTaskDefinition: the SDK's retry of a call that timed out, lost its
+/// connection or got a 5xx answer may repeat a call AWS carried out, and register
+/// a second revision. Such failures are not retried here: the invocation fails, and
+/// Lambda's retry reads what AWS now holds before acting (deploy reuses a revision
+/// registered for the push). What AWS refused before acting, throttling above all,
+/// is left to the standard classifiers, which retry it with backoff.
+///
+/// Use per operation: `.customize().config_override(Config::builder().retry_classifier(NotRepeatedIfSent))`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NotRepeatedIfSent;
+
+impl ClassifyRetry for NotRepeatedIfSent {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(Err(error)) = ctx.output_or_error() else {
+            return RetryAction::NoActionIndicated;
+        };
+        let answered_4xx = error.is_operation_error()
+            && ctx.response().is_some_and(|r| r.status().is_client_error());
+        if answered_4xx {
+            RetryAction::NoActionIndicated
+        } else {
+            RetryAction::RetryForbidden
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "autopilot: not repeated once sent"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sns::operation::publish::PublishError;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn answered(code: &str, status: u16) -> SdkError<PublishError, HttpResponse> {
+        SdkError::service_error(
+            PublishError::generic(ErrorMetadata::builder().code(code).message("m").build()),
+            HttpResponse::new(status.try_into().unwrap(), SdkBody::empty()),
+        )
+    }
+
+    fn classified(e: SdkError<PublishError, HttpResponse>) -> (bool, &'static str) {
+        let e = AwsCallError::of("Publish", "oncall")(e);
+        (e.retryable, e.code())
+    }
+
+    #[test]
+    fn what_passes_is_retryable_and_what_aws_refused_is_not() {
+        let failed = (true, code::AWS_CALL_FAILED);
+        let refused = (false, code::AWS_CALL_REFUSED);
+        for (code, status) in [
+            ("ThrottlingException", 400),
+            ("Throttling", 400),
+            ("TooManyRequestsException", 400),
+            ("RequestTimeoutException", 408),
+            ("InternalFailure", 500),
+            ("ServiceUnavailable", 503),
+            ("AnythingElse", 502),
+        ] {
+            assert_eq!(
+                classified(answered(code, status)),
+                failed,
+                "{code} {status}"
+            );
+        }
+        for (code, status) in [
+            ("AccessDeniedException", 400),
+            ("AuthorizationError", 403),
+            ("ValidationException", 400),
+            ("InvalidParameterException", 400),
+            ("ResourceNotFoundException", 400),
+            ("NotFound", 404),
+        ] {
+            assert_eq!(
+                classified(answered(code, status)),
+                refused,
+                "{code} {status}"
+            );
+        }
+        let io = SdkError::dispatch_failure(ConnectorError::io("connection reset".into()));
+        assert_eq!(classified(io), failed);
+        let user = SdkError::dispatch_failure(ConnectorError::user("bad endpoint".into()));
+        assert_eq!(classified(user), refused);
+        assert_eq!(
+            classified(SdkError::timeout_error("attempt timeout")),
+            failed
+        );
+        assert_eq!(
+            classified(SdkError::construction_failure("no topic")),
+            refused
+        );
+    }
+
+    #[test]
+    fn a_failure_found_in_an_answer_is_retryable() {
+        let e = AwsCallError::new("DescribeServices", "prod/api", "no service in the answer");
+        assert!(e.retryable);
+        assert_eq!(e.code(), code::AWS_CALL_FAILED);
     }
 }

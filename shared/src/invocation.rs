@@ -16,8 +16,13 @@ pub mod code {
     pub const MALFORMED_EVENT: &str = "autopilot.MalformedEvent";
     /// The event is of a kind this function does not handle.
     pub const UNSUPPORTED_EVENT: &str = "autopilot.UnsupportedEvent";
-    /// An AWS call failed; the event is retried.
+    /// An AWS call failed in a way that passes (throttling, 5xx, timeout, a dropped
+    /// connection) after the SDK's bounded retries; Lambda's retry is likely to succeed.
     pub const AWS_CALL_FAILED: &str = "autopilot.AwsCallFailed";
+    /// AWS refused the request (access denied, validation, not found). The SDK did
+    /// not retry it; Lambda's retries fail the same way and the event reaches the
+    /// dead-letter destination until someone fixes the cause.
+    pub const AWS_CALL_REFUSED: &str = "autopilot.AwsCallRefused";
     /// On-call could not be told; the event is retried so the page is not lost.
     pub const PAGE_FAILED: &str = "autopilot.PageFailed";
     /// Some resources failed while others were handled; the retry finishes the rest.

@@ -108,6 +108,10 @@ here, in one place, with a comment naming it, instead of being skipped in a test
   ``finish-instance``, ``automated-snapshot``, ``snapshot-time``, ``quota``,
   ``copy-limit`` (cross-Region copies in flight, 20 on AWS);
   ``/_bridge/kms/key`` makes a KMS key in a Region.
+* The fault proxy (``tests/src/faults.rs``) sits in front of the bridge and asks,
+  with an ``x-autopilot-fault: <code> <status>`` header, for an error answer it picked
+  (throttling, 500, 503); the bridge renders it in the service's protocol, as for
+  ``/_bridge/fault``, without calling moto.
 * Counting calls: ``POST /_bridge/calls`` returns, in order, the operations whose
   request body contains ``match``, so a test can assert how often AWS was called.
   ``POST /_bridge/fault/clear`` drops a test's remaining faults.
@@ -1894,6 +1898,11 @@ class Bridge:
         elif environ.get("HTTP_X_AMZ_TARGET", "").startswith(_DYNAMODB_TARGET):
             app = functools.partial(_serialised, self.app)
         _log_call(environ, operation)
+        # The fault proxy of tests/src/faults.rs picked an error answer for this call;
+        # the bridge renders it in the service's protocol. AWS never saw the call.
+        injected = environ.get("HTTP_X_AUTOPILOT_FAULT", "").split()
+        if len(injected) == 2:
+            return _fault_response(environ, start_response, {"code": injected[0], "status": int(injected[1])})
         fault = _take_fault(operation, raw)
         if fault:
             return _fault_response(environ, start_response, fault)

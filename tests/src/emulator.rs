@@ -2,6 +2,7 @@
 //! on a free loopback port, one per test binary, and the SDK configuration that
 //! points at it. It exits when the test process does.
 
+pub use autopilot_shared::aws::MAX_ATTEMPTS;
 use aws_config::{Region, SdkConfig};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -91,9 +92,13 @@ pub fn emulator() -> &'static Emulator {
 }
 
 /// SDK configuration pointing at the emulator, with dummy credentials.
-/// The production loader (timeouts, retries), pointed at the emulator.
+/// The production loader (timeouts, retries), pointed at the emulator. Only the
+/// backoff between attempts is cut to milliseconds, so a test of a call that fails
+/// every one of its [`MAX_ATTEMPTS`] attempts does not sleep for seconds; the number
+/// of attempts and what is retried are production's.
 pub async fn sdk_config() -> SdkConfig {
     autopilot_shared::aws::loader()
+        .retry_config(quick_retries())
         .endpoint_url(emulator().endpoint())
         .region(Region::new(REGION))
         .credentials_provider(aws_sdk_sns::config::Credentials::new(
@@ -101,6 +106,15 @@ pub async fn sdk_config() -> SdkConfig {
         ))
         .load()
         .await
+}
+
+/// Production's retries ([`MAX_ATTEMPTS`], the standard mode's classification) with
+/// millisecond backoff.
+pub fn quick_retries() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(std::time::Duration::from_millis(5))
+        .with_max_backoff(std::time::Duration::from_millis(40))
 }
 
 /// POSTs JSON to one of the bridge's control endpoints.

@@ -4,7 +4,8 @@
 //! bridge's control calls), [`Stack`] (one test's names, clients, on-call topic
 //! and configuration, the call log and fault injection) and [`pages`] (what
 //! on-call received). Fixtures per area: [`ecs`], [`events`], [`template`],
-//! [`rotation`], [`postgres`], [`alarms`], [`snapshots`]; [`logs`] captures log lines.
+//! [`rotation`], [`postgres`], [`alarms`], [`snapshots`]; [`logs`] captures log lines;
+//! [`faults`] puts a fault-injecting proxy between a function and the emulator.
 //!
 //! One emulator serves a whole test binary; every [`Stack`] uses names of its own,
 //! so tests run in parallel without resetting each other's state.
@@ -13,6 +14,7 @@ pub mod alarms;
 pub mod ecs;
 pub mod emulator;
 pub mod events;
+pub mod faults;
 pub mod logs;
 pub mod pages;
 pub mod postgres;
@@ -182,7 +184,7 @@ impl Stack {
     pub fn fail_matching(&self, operation: &str, count: u32, code: &str, needle: &str) {
         bridge(
             "/_bridge/fault",
-            json!({"operation": operation, "count": count, "match": needle, "code": code, "status": 400}),
+            json!({"operation": operation, "count": count, "match": needle, "code": code, "status": status_of(code)}),
         );
     }
 
@@ -207,5 +209,20 @@ impl Stack {
         )["max"]
             .as_u64()
             .unwrap()
+    }
+}
+
+/// The HTTP status AWS sends with an error code: 500 for the services' internal
+/// errors (`InternalServiceError`, `InternalFailure`, `InternalError`), 503 for
+/// `ServiceUnavailable*`, 400 for the rest (refusals and throttling). The SDK
+/// classifies a failure by both, so a fault with the wrong status would test the
+/// wrong path.
+pub fn status_of(code: &str) -> u16 {
+    if code.starts_with("Internal") {
+        500
+    } else if code.starts_with("ServiceUnavailable") {
+        503
+    } else {
+        400
     }
 }

@@ -345,7 +345,7 @@ async fn a_retry_after_a_failed_update_reuses_the_registered_revision() {
         .fail_next("UpdateService", 1, "AccessDeniedException");
 
     let err = invoke(&deployer, event.clone()).await.unwrap_err();
-    assert_eq!(err.code, "autopilot.AwsCallFailed");
+    assert_eq!(err.code, "autopilot.AwsCallRefused");
     assert!(err.to_string().contains("UpdateService"), "{err}");
     assert_eq!(
         w.current_revision().await,
@@ -379,7 +379,7 @@ async fn a_failed_page_fails_the_invocation_and_the_retry_announces() {
     let deployer = w.deployer(w.mapping(), false).await;
     let digest = w.stack.push(&w.repo, "v1.4.2").await;
     let event = push_event(&w.repo, "v1.4.2", &digest);
-    w.stack.fail_next("Publish", 1, "InternalError");
+    w.stack.fail_next("Publish", MAX_ATTEMPTS, "InternalError");
 
     let err = invoke(&deployer, event.clone()).await.unwrap_err();
     assert_eq!(err.code, "autopilot.PageFailed");
@@ -1208,7 +1208,7 @@ async fn one_unreadable_service_does_not_block_the_rest_of_a_fan_out() {
 
     let err = invoke(&deployer, event.clone()).await.unwrap_err();
 
-    assert_eq!(err.code, "autopilot.AwsCallFailed", "{err}");
+    assert_eq!(err.code, "autopilot.AwsCallRefused", "{err}");
     assert!(err.message.contains("DescribeServices"), "{err}");
     for service in ["backend", "worker"] {
         let (td, _) = s
@@ -1586,7 +1586,7 @@ async fn a_crash_between_update_service_and_the_page_is_finished_by_the_retry() 
     let deployer = w.deployer(w.mapping(), false).await;
     let digest = w.stack.push(&w.repo, "v1.4.2").await;
     let event = push_event(&w.repo, "v1.4.2", &digest);
-    w.stack.fail_next("Publish", 1, "InternalError");
+    w.stack.fail_next("Publish", MAX_ATTEMPTS, "InternalError");
 
     let err = invoke(&deployer, event.clone()).await.unwrap_err();
     assert_eq!(err.code, "autopilot.PageFailed", "{err}");

@@ -480,7 +480,7 @@ async fn a_refused_snapshot_pages_critical_and_fails_the_invocation() {
     let err = invoke(&deployer, push.clone()).await.unwrap_err();
     let calls = w.calls_since(mark);
 
-    assert_eq!(err.code, "autopilot.AwsCallFailed", "{err}");
+    assert_eq!(err.code, "autopilot.AwsCallRefused", "{err}");
     assert!(err.to_string().contains("CreateDBSnapshot"), "{err}");
     assert!(err.to_string().contains(&missing), "{err}");
     let pages = w.stack.pages().await;
@@ -517,7 +517,7 @@ async fn a_refused_snapshot_pages_critical_and_fails_the_invocation() {
 
     // Lambda's retry fails the same way, and pages under the same incident.
     let err = invoke(&deployer, push).await.unwrap_err();
-    assert_eq!(err.code, "autopilot.AwsCallFailed");
+    assert_eq!(err.code, "autopilot.AwsCallRefused");
     let pages = w.stack.pages().await;
     assert_eq!(pages.len(), 1);
     assert_eq!(pages[0].dedup_key(), p.dedup_key());

@@ -1039,7 +1039,7 @@ async fn an_unreadable_service_still_pages_and_the_invocation_is_retried() {
         .deliver(&r, &alarm, "ALARM", Form::EventBridge)
         .await
         .unwrap_err();
-    assert_eq!(err.code, "autopilot.AwsCallFailed", "{err:?}");
+    assert_eq!(err.code, "autopilot.AwsCallRefused", "{err:?}");
     let pages = w.stack.pages().await;
     assert_eq!(pages.len(), 1);
     let why = pages[0].detail("Why").as_str().unwrap().to_string();

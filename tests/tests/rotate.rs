@@ -242,14 +242,17 @@ async fn failed_aws_calls_mid_step_are_retried_to_completion() {
     let token = f.stack.start_rotation(&arn).await;
 
     f.stack
-        .fail_next("PutSecretValue", 1, "InternalServiceError");
+        .fail_next("PutSecretValue", MAX_ATTEMPTS, "InternalServiceError");
     let err = f.step("createSecret", &arn, &token).await.unwrap_err();
     assert_eq!(err.code, "autopilot.AwsCallFailed");
     f.step("createSecret", &arn, &token).await.unwrap();
     f.step("setSecret", &arn, &token).await.unwrap();
     f.step("testSecret", &arn, &token).await.unwrap();
-    f.stack
-        .fail_next("UpdateSecretVersionStage", 1, "InternalServiceError");
+    f.stack.fail_next(
+        "UpdateSecretVersionStage",
+        MAX_ATTEMPTS,
+        "InternalServiceError",
+    );
     assert!(f.step("finishSecret", &arn, &token).await.is_err());
     assert!(f.logs_in(&arn, "AWSPENDING").await);
     f.step("finishSecret", &arn, &token).await.unwrap();
@@ -1300,7 +1303,7 @@ async fn a_follow_up_that_failed_after_the_label_moved_converges() {
     }
     f.stack.fail_matching(
         "PutSecretValue",
-        1,
+        MAX_ATTEMPTS,
         "InternalServiceError",
         &f.stack.name("db-url"),
     );
@@ -1614,7 +1617,7 @@ async fn a_set_secret_failing_at_its_first_read_pages_the_incident_success_resol
     let token = f.stack.start_rotation(&arn).await;
     f.step("createSecret", &arn, &token).await.unwrap();
     f.stack
-        .fail_next("GetSecretValue", 1, "InternalServiceError");
+        .fail_next("GetSecretValue", MAX_ATTEMPTS, "InternalServiceError");
 
     let err = f.step("setSecret", &arn, &token).await.unwrap_err();
 

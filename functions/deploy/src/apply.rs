@@ -16,7 +16,7 @@ use crate::plan::push::{Decision, Push, Revision};
 use crate::plan::sweep::Warning;
 use crate::plan::verdict;
 use crate::taskdef::{ecs_tag, register_request, tag, NewRevision, Record};
-use autopilot_shared::aws::AwsCallError;
+use autopilot_shared::aws::{AwsCallError, NotRepeatedIfSent};
 use autopilot_shared::invocation::Outcome;
 use autopilot_shared::Pager;
 use aws_sdk_ecs::types::DeploymentConfiguration;
@@ -159,7 +159,14 @@ impl Apply<'_> {
 
     async fn register(&self, new: &NewRevision) -> Result<String, DeployError> {
         let family = new.source.family().unwrap_or_default().to_string();
+        // Not retried by the SDK once sent: RegisterTaskDefinition has no client token,
+        // so a retry after a lost answer registers a second revision. The invocation
+        // fails instead, and Lambda's retry reuses the revision if ECS has it.
         let out = register_request(self.ecs.register_task_definition(), new)
+            .customize()
+            .config_override(
+                aws_sdk_ecs::config::Builder::default().retry_classifier(NotRepeatedIfSent),
+            )
             .send()
             .await
             .map_err(AwsCallError::of("RegisterTaskDefinition", &family))?;

@@ -48,6 +48,7 @@ fn codes(own: &[&'static str]) -> Vec<&'static str> {
         MALFORMED_EVENT,
         UNSUPPORTED_EVENT,
         AWS_CALL_FAILED,
+        AWS_CALL_REFUSED,
         PAGE_FAILED,
         PARTIAL_FAILURE,
     ];
