@@ -114,13 +114,27 @@ impl Relay {
         let event: SnsEvent = events::parse(payload, "SNS event")?;
         let mut outcomes = Vec::new();
         for (i, record) in event.records.iter().enumerate() {
-            let mut document = pagerduty_document(&record.sns.message).map_err(|message| {
-                EventError::Malformed {
-                    what: "SNS event".into(),
-                    path: format!("Records[{i}].Sns.Message"),
-                    message,
+            let message = &record.sns.message;
+            let mut document = match (pagerduty_document(message), alarm_document(message)) {
+                (Ok(document), _) => document,
+                (Err(_), Some(Some(document))) => document,
+                (Err(_), Some(None)) => {
+                    outcomes.push(Outcome::new(
+                        "cloudwatch-alarm",
+                        "skip",
+                        "an alarm notification of INSUFFICIENT_DATA opens and closes nothing",
+                    ));
+                    continue;
                 }
-            })?;
+                (Err(message), None) => {
+                    return Err(EventError::Malformed {
+                        what: "SNS event".into(),
+                        path: format!("Records[{i}].Sns.Message"),
+                        message,
+                    }
+                    .into())
+                }
+            };
             let dedup_key = document["dedup_key"]
                 .as_str()
                 .unwrap_or_default()
@@ -256,6 +270,56 @@ impl Relay {
 /// The PagerDuty Events v2 document a page carries as its SNS message (the
 /// `lambda` key of autopilot's `MessageStructure=json` messages), checked for the
 /// fields PagerDuty requires.
+/// A CloudWatch alarm notification (autopilot's alarms on itself publish to
+/// the on-call topic in CloudWatch's own JSON) as a PagerDuty event: ALARM
+/// triggers and OK resolves, keyed by the alarm's name. `None`: not an alarm
+/// notification; `Some(None)`: one that opens and closes nothing
+/// (INSUFFICIENT_DATA).
+pub fn alarm_document(message: &str) -> Option<Option<Value>> {
+    let alarm: Value = serde_json::from_str(message).ok()?;
+    let name = alarm.get("AlarmName")?.as_str().filter(|n| !n.is_empty())?;
+    let state = alarm.get("NewStateValue")?.as_str()?;
+    let action = match state {
+        "ALARM" => "trigger",
+        "OK" => "resolve",
+        _ => return Some(None),
+    };
+    let reason = alarm
+        .get("NewStateReason")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let source = alarm
+        .get("AlarmArn")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("cloudwatch");
+    let document = serde_json::json!({
+        "event_action": action,
+        // PagerDuty takes a dedup_key of at most 255 characters, a summary of 1,024.
+        "dedup_key": bounded(&format!("cloudwatch-alarm/{name}"), 255),
+        "payload": {
+            "summary": bounded(&format!("{name} is {state}: {reason}"), 1024),
+            "source": bounded(source, 255),
+            "severity": "error",
+            "component": bounded(name, 255),
+            "custom_details": {
+                "description": alarm.get("AlarmDescription").cloned().unwrap_or(Value::Null),
+                "reason": reason,
+            },
+        },
+    });
+    pagerduty_document(&document.to_string()).ok().map(Some)
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn bounded(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
 pub fn pagerduty_document(message: &str) -> Result<Value, String> {
     let doc: Value = serde_json::from_str(message)
         .map_err(|_| "is not an autopilot page (not JSON)".to_string())?;
@@ -284,6 +348,42 @@ pub fn pagerduty_document(message: &str) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alarm_notification_triggers_and_resolves_by_the_alarms_name() {
+        let notification = |state: &str| {
+            serde_json::json!({"AlarmName": "autopilot-self-prod-deploy-heartbeat",
+                "AlarmDescription": "deploy has not proved it reaches its dependencies",
+                "NewStateValue": state, "NewStateReason": "Threshold Crossed: no datapoints",
+                "AlarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:autopilot-self-prod-deploy-heartbeat",
+                "OldStateValue": "OK"})
+            .to_string()
+        };
+        let fired = alarm_document(&notification("ALARM")).unwrap().unwrap();
+        assert_eq!(fired["event_action"], "trigger");
+        assert_eq!(
+            fired["dedup_key"],
+            "cloudwatch-alarm/autopilot-self-prod-deploy-heartbeat"
+        );
+        assert!(fired["payload"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("is ALARM: Threshold Crossed"));
+        let ok = alarm_document(&notification("OK")).unwrap().unwrap();
+        assert_eq!(ok["event_action"], "resolve");
+        assert_eq!(ok["dedup_key"], fired["dedup_key"]);
+        assert_eq!(alarm_document(&notification("INSUFFICIENT_DATA")), Some(None));
+        // autopilot's own pages are not alarm notifications.
+        assert_eq!(alarm_document("{\"event_action\": \"trigger\"}"), None);
+        assert_eq!(alarm_document("not json"), None);
+        let long = "é".repeat(300);
+        let doc = alarm_document(
+            &serde_json::json!({"AlarmName": long, "NewStateValue": "ALARM"}).to_string(),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(doc["dedup_key"].as_str().unwrap().len() <= 255);
+    }
     use autopilot_shared::pager::{machine_json, Action, Page, Severity};
 
     #[test]
