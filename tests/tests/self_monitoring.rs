@@ -28,8 +28,16 @@ const FUNCTIONS: &[(&str, &str, Option<&str>)] = &[
     ("DeployFunction", deploy::FUNCTION, None),
     ("RotateFunction", rotate::FUNCTION, None),
     ("RemediateFunction", remediate::FUNCTION, None),
-    ("SnapshotFunction", snapshot::FUNCTION, Some("HasSnapshotDatabases")),
-    ("PagerDutyRelayFunction", pagerduty::FUNCTION, Some("HasPagerDuty")),
+    (
+        "SnapshotFunction",
+        snapshot::FUNCTION,
+        Some("HasSnapshotDatabases"),
+    ),
+    (
+        "PagerDutyRelayFunction",
+        pagerduty::FUNCTION,
+        Some("HasPagerDuty"),
+    ),
 ];
 
 const TIME: &str = "2026-11-24T10:05:00Z";
@@ -160,7 +168,10 @@ async fn deploys_heartbeat_without_its_topic_fails_naming_it() {
     let repository = stack.repository("api").await;
     let gone = format!("{}-gone", stack.topic_arn);
     let config = deploy::config::Config::from_lookup(autopilot_shared::config::lookup_from(vec![
-        (autopilot_shared::config::TOPIC_ARN.to_string(), gone.clone()),
+        (
+            autopilot_shared::config::TOPIC_ARN.to_string(),
+            gone.clone(),
+        ),
         (
             deploy::config::SERVICES.to_string(),
             deploy_services(&stack, &cluster, &repository).to_string(),
@@ -190,10 +201,22 @@ async fn rotates_heartbeat_describes_each_secret_and_writes_nothing() {
     event["ClientRequestToken"] = json!("a1b2c3d4-5678-90ab-cdef-EXAMPLE11111");
     event["Step"] = json!("createSecret");
     let report = f.handle(invocation(event)).await;
-    assert_beat(&stack, rotate::FUNCTION, report, &[&stack.topic_arn, &secret]);
+    assert_beat(
+        &stack,
+        rotate::FUNCTION,
+        report,
+        &[&stack.topic_arn, &secret],
+    );
     let calls = stack.calls();
-    assert!(calls.iter().any(|c| c.contains("DescribeSecret")), "{calls:?}");
-    for write in ["PutSecretValue", "UpdateSecretVersionStage", "GetSecretValue"] {
+    assert!(
+        calls.iter().any(|c| c.contains("DescribeSecret")),
+        "{calls:?}"
+    );
+    for write in [
+        "PutSecretValue",
+        "UpdateSecretVersionStage",
+        "GetSecretValue",
+    ] {
         assert!(
             !calls.iter().any(|c| c.contains(write)),
             "the heartbeat called {write}: {calls:?}"
@@ -299,17 +322,21 @@ async fn remediate_leaves_autopilots_own_alarms_alone() {
 }
 
 fn snapshot_function(stack: &Stack, databases: Value) -> snapshot::Snapshotter {
-    let config = snapshot::config::Config::from_lookup(autopilot_shared::config::lookup_from(vec![
-        (
-            autopilot_shared::config::TOPIC_ARN.to_string(),
-            stack.topic_arn.clone(),
-        ),
-        (snapshot::config::AWS_REGION.to_string(), SOURCE.to_string()),
-        (snapshot::config::DATABASES.to_string(), databases.to_string()),
-        (snapshot::config::DR_REGION.to_string(), DR.to_string()),
-        (snapshot::config::DR_KMS_KEY.to_string(), rds::kms_key(DR)),
-    ]))
-    .expect("snapshot configuration");
+    let config =
+        snapshot::config::Config::from_lookup(autopilot_shared::config::lookup_from(vec![
+            (
+                autopilot_shared::config::TOPIC_ARN.to_string(),
+                stack.topic_arn.clone(),
+            ),
+            (snapshot::config::AWS_REGION.to_string(), SOURCE.to_string()),
+            (
+                snapshot::config::DATABASES.to_string(),
+                databases.to_string(),
+            ),
+            (snapshot::config::DR_REGION.to_string(), DR.to_string()),
+            (snapshot::config::DR_KMS_KEY.to_string(), rds::kms_key(DR)),
+        ]))
+        .expect("snapshot configuration");
     snapshot::Snapshotter::new(&stack.sdk, config).expect("snapshot cold start")
 }
 
@@ -362,7 +389,10 @@ async fn the_relays_heartbeat_reads_the_routing_key_and_posts_nothing() {
         .handle(invocation(heartbeat("PagerDutyRelayFunction")))
         .await;
     let text = format!("{report:?}");
-    assert!(!text.contains(ROUTING_KEY), "the routing key leaked: {text}");
+    assert!(
+        !text.contains(ROUTING_KEY),
+        "the routing key leaked: {text}"
+    );
     assert_beat(&stack, pagerduty::FUNCTION, report, &[&secret]);
 }
 
@@ -442,7 +472,10 @@ async fn the_pager_counts_pages_sent_and_failed() {
         .expect_err("no such topic");
     let docs = flushed();
     assert_eq!(counted(&docs, deploy::FUNCTION, name::PAGES_SENT), Some(1));
-    assert_eq!(counted(&docs, deploy::FUNCTION, name::PAGES_FAILED), Some(1));
+    assert_eq!(
+        counted(&docs, deploy::FUNCTION, name::PAGES_FAILED),
+        Some(1)
+    );
     let directive = &docs[0]["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(directive["Namespace"], metrics::NAMESPACE);
     assert_eq!(directive["Dimensions"], json!([[metrics::FUNCTION]]));
@@ -552,7 +585,10 @@ fn every_function_is_watched_for_errors_throttles_and_its_heartbeat() {
             assert_eq!(p["Statistic"], "Sum", "{id} {metric}");
             assert_eq!(p["Threshold"], 0, "{id} {metric}");
             assert_eq!(p["ComparisonOperator"], "GreaterThanThreshold");
-            assert_eq!(p["TreatMissingData"], "notBreaching", "no invocations is fine");
+            assert_eq!(
+                p["TreatMissingData"], "notBreaching",
+                "no invocations is fine"
+            );
         }
         let beat = alarm_on(metrics::NAMESPACE, name::HEARTBEAT, metrics::FUNCTION, &me);
         assert_eq!(beat.get("Condition").and_then(Value::as_str), *condition);
@@ -563,8 +599,15 @@ fn every_function_is_watched_for_errors_throttles_and_its_heartbeat() {
         // The dead-man's switch: no heartbeat at all is what it is for.
         assert_eq!(p["TreatMissingData"], "breaching", "{id}");
         // Missing for 15 minutes: three periods of the 5-minute schedule.
-        assert_eq!((&p["Period"], &p["EvaluationPeriods"], &p["DatapointsToAlarm"]),
-                   (&json!(300), &json!(3), &json!(3)), "{id}");
+        assert_eq!(
+            (
+                &p["Period"],
+                &p["EvaluationPeriods"],
+                &p["DatapointsToAlarm"]
+            ),
+            (&json!(300), &json!(3), &json!(3)),
+            "{id}"
+        );
         let schedule = &properties(id)["Events"]["Heartbeat"]["Properties"];
         assert_eq!(schedule["ScheduleExpression"], "rate(5 minutes)", "{id}");
     }
@@ -683,7 +726,12 @@ fn the_dashboard_is_json_and_shows_every_function() {
                 .collect();
             let shows = |namespace: &str, metric: &str, dims: &[&str]| {
                 rows.iter().any(|r| {
-                    let r: Vec<&str> = r.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+                    let r: Vec<&str> = r
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect();
                     r.len() >= 2 + dims.len()
                         && r[0] == namespace
                         && r[1] == metric
@@ -728,7 +776,12 @@ fn the_dashboard_is_json_and_shows_every_function() {
                     assert!(shows(
                         metrics::NAMESPACE,
                         metric,
-                        &[metrics::FUNCTION, "stack-RotateFunction-1", metrics::STEP, step]
+                        &[
+                            metrics::FUNCTION,
+                            "stack-RotateFunction-1",
+                            metrics::STEP,
+                            step
+                        ]
                     ));
                 }
             }

@@ -372,7 +372,10 @@ mod tests {
         let ok = alarm_document(&notification("OK")).unwrap().unwrap();
         assert_eq!(ok["event_action"], "resolve");
         assert_eq!(ok["dedup_key"], fired["dedup_key"]);
-        assert_eq!(alarm_document(&notification("INSUFFICIENT_DATA")), Some(None));
+        assert_eq!(
+            alarm_document(&notification("INSUFFICIENT_DATA")),
+            Some(None)
+        );
         // autopilot's own pages are not alarm notifications.
         assert_eq!(alarm_document("{\"event_action\": \"trigger\"}"), None);
         assert_eq!(alarm_document("not json"), None);

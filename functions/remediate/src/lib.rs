@@ -293,7 +293,11 @@ impl Remediator {
     }
 
     /// The state of the resource a runbook acts on.
-    async fn resource(&self, target: &Target, runbook: Runbook) -> Result<Resource, RemediateError> {
+    async fn resource(
+        &self,
+        target: &Target,
+        runbook: Runbook,
+    ) -> Result<Resource, RemediateError> {
         Ok(match target {
             Target::Service(b) => Resource::Service(
                 observe::service(

@@ -130,7 +130,9 @@ impl Apply<'_> {
                 )
                 .with("copy", &target);
                 if !dry {
-                    self.copy(&source, &target, kms_key.as_deref()).await.inspect_err(|_| metrics::count(crate::FUNCTION, name::COPIES_FAILED))?;
+                    self.copy(&source, &target, kms_key.as_deref())
+                        .await
+                        .inspect_err(|_| metrics::count(crate::FUNCTION, name::COPIES_FAILED))?;
                     metrics::count(crate::FUNCTION, name::COPIES_STARTED);
                 }
                 Ok(outcome)
