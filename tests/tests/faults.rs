@@ -8,8 +8,11 @@
 
 use autopilot_shared::invocation::code;
 use autopilot_shared::{Failure, Report};
-use autopilot_tests::faults::{cases, run_matrix, with_lambda_retries, Case, Fault, FaultProxy};
+use autopilot_tests::faults::{
+    self, cases, run_matrix, with_lambda_retries, Case, Fault, FaultProxy,
+};
 use autopilot_tests::*;
+use autopilot_tests::{postgres, rotation};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 
@@ -401,6 +404,335 @@ async fn remediate_keeps_its_invariants_under_every_fault() {
     }
     run_matrix("remediate", cases(&operations), PARALLEL, async |case| {
         remediate_case(Some(case)).await.map(|_| ())
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// rotate: an alternating-users PostgreSQL secret with a dependent URL and a consumer
+// ---------------------------------------------------------------------------
+
+/// The secret's credentials at `stage`.
+async fn creds(stack: &Stack, arn: &str, stage: &str) -> Result<(String, String), String> {
+    let value: Value = stack
+        .secret_value(arn, stage)
+        .await
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .ok_or(format!("{stage} is unreadable"))?;
+    match (value["username"].as_str(), value["password"].as_str()) {
+        (Some(user), Some(password)) => Ok((user.to_string(), password.to_string())),
+        _ => Err(format!("{stage} lost its username or password")),
+    }
+}
+
+/// Whether the secret's AWSCURRENT credentials log in to the harness PostgreSQL.
+async fn current_logs_in(stack: &Stack, arn: &str) -> Result<(), String> {
+    let (user, password) = creds(stack, arn, "AWSCURRENT").await?;
+    if postgres::postgres().can_login(&user, &password).await {
+        Ok(())
+    } else {
+        Err(format!("AWSCURRENT ({user}) does not log in"))
+    }
+}
+
+/// One rotation under `case`, each step retried as Secrets Manager retries a failed
+/// rotation: rotate's invariants. AWSCURRENT logs in after every invocation, failed
+/// ones included (alternating users: the strategy that promises it; single user
+/// cannot, docs/rotate.md); the protocol converges once AWS recovers: the other
+/// user is AWSCURRENT with a new password that logs in, the previous user still
+/// logs in, the dependent URL holds the new credentials, the consumer was redeployed.
+async fn rotate_case(case: Option<&Case>) -> Result<Vec<String>, String> {
+    use autopilot_tests::postgres::{ident, literal};
+    let stack = Stack::new("faults-rotate").await;
+    let pg = postgres::postgres();
+    let admin = stack.name("admin").replace('-', "_");
+    pg.exec(&format!(
+        "CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}",
+        ident(&admin),
+        literal("admin-password")
+    ))
+    .await;
+    let master = stack
+        .create_secret(
+            "admin",
+            &rotation::rds_secret(pg.port, &admin, "admin-password").to_string(),
+        )
+        .await;
+    let old = "old-password-faults";
+    let user = stack.name("app").replace('-', "_");
+    pg.exec(&format!(
+        "CREATE ROLE {} LOGIN PASSWORD {}",
+        ident(&user),
+        literal(old)
+    ))
+    .await;
+    let mut value = rotation::rds_secret(pg.port, &user, old);
+    value["masterarn"] = json!(master);
+    let arn = stack.create_secret("db", &value.to_string()).await;
+    let url = stack
+        .create_secret(
+            "db-url",
+            &format!(
+                "postgres://{user}:{old}@127.0.0.1:{}/postgres?sslmode=disable",
+                pg.port
+            ),
+        )
+        .await;
+    let repo = stack.repository("backend").await;
+    let cluster = stack.cluster("prod").await;
+    let td = stack
+        .task_definition(&stack.name("backend"), "app", &stack.image(&repo, "v1"))
+        .await;
+    stack
+        .service(&cluster, "backend", td.task_definition_arn().unwrap())
+        .await;
+    let deployments = async || {
+        stack
+            .describe_service(&cluster, "backend")
+            .await
+            .deployments()
+            .len()
+    };
+    let before = deployments().await;
+    let rotations = json!([{"secret": stack.name("db"), "strategy": "postgres-alternating-users",
+        "dependents": [{"secret": stack.name("db-url"), "format": "url"}],
+        "consumers": [{"cluster": cluster, "service": "backend"}]}]);
+    let proxy = FaultProxy::start();
+    let rotator = rotate::Rotator::new(&proxy.sdk_config().await, stack.rotation_config(rotations))
+        .map_err(|e| format!("cold start: {e}"))?;
+    let token = stack.start_rotation(&arn).await;
+    if let Some(c) = case {
+        proxy.arm(&c.operation, c.fault, c.count);
+    }
+    for step in rotation::STEPS {
+        let event = rotation::rotation_event(step, &arn, &token);
+        let mut answers = Vec::new();
+        for _ in 0..faults::LAMBDA_ATTEMPTS {
+            let answer = rotator
+                .handle(LambdaEvent::new(event.clone(), Context::default()))
+                .await;
+            current_logs_in(&stack, &arn)
+                .await
+                .map_err(|e| format!("after {step} ({answer:?}): {e}"))?;
+            let failed = answer.is_err();
+            answers.push(answer);
+            if !failed {
+                break;
+            }
+            proxy.heal();
+        }
+        check_failures(case, &[], &answers).map_err(|e| format!("{step}: {e}"))?;
+    }
+    stack.end_rotation(&arn, &token).await;
+
+    let (current, password) = creds(&stack, &arn, "AWSCURRENT").await?;
+    if current != format!("{user}_clone") || password == old {
+        return Err(format!(
+            "the rotation finished with {current} current, not the clone with a new password"
+        ));
+    }
+    current_logs_in(&stack, &arn).await?;
+    if !pg.can_login(&user, old).await {
+        return Err("the previous user no longer logs in".into());
+    }
+    let dependent = stack
+        .secret_value(&url, "AWSCURRENT")
+        .await
+        .unwrap_or_default();
+    if !dependent.contains(&format!("{current}:{password}@")) {
+        return Err("the dependent URL does not hold the new credentials".into());
+    }
+    if deployments().await <= before {
+        return Err("the consumer was not redeployed".into());
+    }
+    finish(&proxy, case)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_keeps_its_invariants_under_every_fault() {
+    let operations = rotate_case(None).await.expect("the fault-free rotation");
+    for expected in [
+        "DescribeSecret",
+        "GetSecretValue",
+        "PutSecretValue",
+        "UpdateSecretVersionStage",
+        "UpdateService",
+    ] {
+        assert!(
+            operations.iter().any(|o| o == expected),
+            "the fault-free rotation made no {expected}: {operations:?}"
+        );
+    }
+    run_matrix("rotate", cases(&operations), PARALLEL, async |case| {
+        rotate_case(Some(case)).await.map(|_| ())
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// snapshot: retention in both regions and a new snapshot to copy, in one check
+// ---------------------------------------------------------------------------
+
+/// The snapshots of a region, by id with the stack's prefix taken out, so two
+/// worlds compare.
+async fn snapshot_ids(stack: &Stack, region: &str, db: &str) -> Vec<String> {
+    use autopilot_tests::snapshots::{self as rds, Db};
+    let mut ids: Vec<String> = rds::snapshots(region, Db::Instance(db))
+        .await
+        .into_iter()
+        .map(|s| s.id.replace(&stack.prefix, "P"))
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The hourly check under `case`, after a fault-free one copied everything and
+/// time passed: retention is due in both regions (autopilot's snapshots 30, 20, 10
+/// and 0 days old; a foreign one, a foreign name wearing autopilot's tag and an
+/// automated one 60 days old), and one new snapshot of autopilot's must be copied.
+/// snapshot's invariants: never a deleted snapshot that retention keeps, never a
+/// lost copy. Deletions cannot be undone, so once Lambda's retries and the next
+/// hourly check are done, both regions must hold exactly what the fault-free run
+/// leaves.
+async fn snapshot_case(
+    case: Option<&Case>,
+) -> Result<(Vec<String>, Vec<String>, Vec<String>), String> {
+    use autopilot_shared::backup::{self, tag};
+    use autopilot_tests::snapshots::{self as rds, Db, DR, SOURCE};
+    const DAY: i64 = 86_400;
+    let now = chrono::Utc::now().timestamp();
+    let stack = Stack::new("faults-snapshot").await;
+    let db = format!("{}-orders", stack.prefix);
+    rds::create_instance(SOURCE, &db, true).await;
+    let ours = |db: &str| {
+        vec![
+            (tag::CREATED_BY, backup::BY_SNAPSHOT.to_string()),
+            (tag::REASON, backup::reason::SCHEDULED.to_string()),
+            (tag::DB, db.to_string()),
+        ]
+    };
+    let manual = async |id: &str, tags: &[(&str, String)]| {
+        let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        rds::manual_snapshot(SOURCE, Db::Instance(&db), id, &tags).await
+    };
+    let ours_ids: Vec<String> = (1..=4)
+        .map(|i| format!("autopilot-{db}-20261101000{i}"))
+        .collect();
+    for id in &ours_ids {
+        manual(id, &ours(&db)).await;
+    }
+    let foreign = format!("{}-nightly", stack.prefix);
+    manual(&foreign, &[]).await;
+    let disguised = format!("{}-disguised", stack.prefix);
+    manual(&disguised, &ours(&db)).await;
+    let auto_id = format!("rds:{db}-2026-11-01-03-10");
+    rds::automated_snapshot(SOURCE, Db::Instance(&db), &auto_id, now - 3600);
+    let config = |sdk: &aws_config::SdkConfig| {
+        let pairs: Vec<(String, String)> = vec![
+            ("AUTOPILOT_TOPIC_ARN".into(), stack.topic_arn.clone()),
+            (snapshot::config::AWS_REGION.into(), SOURCE.into()),
+            (
+                snapshot::config::DATABASES.into(),
+                json!([{"instance": db}]).to_string(),
+            ),
+            (snapshot::config::DR_REGION.into(), DR.into()),
+            (snapshot::config::DR_KMS_KEY.into(), rds::kms_key(DR)),
+            (snapshot::config::COPY_LIMIT.into(), "20".into()),
+            (snapshot::config::KEEP.into(), "2".into()),
+        ];
+        let config =
+            snapshot::config::Config::from_lookup(autopilot_shared::config::lookup_from(pairs))
+                .expect("snapshot configuration");
+        snapshot::Snapshotter::new(sdk, config).expect("snapshot cold start")
+    };
+    let check = json!({
+        "version": "0", "id": "schedule-snapshot-check", "detail-type": "Scheduled Task",
+        "source": "autopilot.scheduler", "account": ACCOUNT,
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "region": SOURCE, "resources": [], "detail": {"task": "snapshot-check"}
+    });
+    config(&stack.sdk)
+        .handle(LambdaEvent::new(check.clone(), Context::default()))
+        .await
+        .map_err(|e| format!("the fault-free first check: {e}"))?;
+    for (id, age) in ours_ids.iter().zip([30 * DAY, 20 * DAY, 10 * DAY, 3600]) {
+        rds::set_snapshot_time(SOURCE, id, false, now - age);
+        rds::set_snapshot_time(DR, &backup::dr_copy_id(id, false), false, now - age);
+    }
+    for id in [&foreign, &disguised, &auto_id] {
+        rds::set_snapshot_time(SOURCE, id, false, now - 60 * DAY);
+        rds::set_snapshot_time(DR, &backup::dr_copy_id(id, false), false, now - 60 * DAY);
+    }
+    manual(&format!("autopilot-{db}-20261206000"), &ours(&db)).await;
+
+    let proxy = FaultProxy::start();
+    let function = config(&proxy.sdk_config().await);
+    if let Some(c) = case {
+        proxy.arm(&c.operation, c.fault, c.count);
+    }
+    let answers = with_lambda_retries(&proxy, async || {
+        function
+            .handle(LambdaEvent::new(check.clone(), Context::default()))
+            .await
+    })
+    .await;
+    check_failures(case, &[], &answers)?;
+    finish(&proxy, case)?;
+    // The next hourly check, with AWS well: a retry above saw the new copy and a
+    // run without one did not, so only the state both converge to compares.
+    function
+        .handle(LambdaEvent::new(check.clone(), Context::default()))
+        .await
+        .map_err(|e| format!("the next check: {e}"))?;
+    Ok((
+        proxy.operations(),
+        snapshot_ids(&stack, SOURCE, &db).await,
+        snapshot_ids(&stack, DR, &db).await,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_keeps_its_invariants_under_every_fault() {
+    use autopilot_tests::snapshots::{set_quota, DR, SOURCE};
+    // Every case's world takes 7 manual snapshots in each Region of the one
+    // emulator: a quota as if each world had an account of its own.
+    for region in [SOURCE, DR] {
+        set_quota(region, "ManualSnapshots", Some(1_000_000));
+    }
+    let (operations, source, dr) = snapshot_case(None).await.expect("the fault-free check");
+    for expected in ["DescribeDBSnapshots", "CopyDBSnapshot", "DeleteDBSnapshot"] {
+        assert!(
+            operations.iter().any(|o| o == expected),
+            "the fault-free check made no {expected}: {operations:?}"
+        );
+    }
+    // What retention keeps in the source region: autopilot's newest two (the new
+    // one and the hour-old one; the rest are past the retention days), the foreign,
+    // disguised and automated ones, whatever their age.
+    assert_eq!(
+        source,
+        [
+            "P-disguised",
+            "P-nightly",
+            "autopilot-P-orders-202611010004",
+            "autopilot-P-orders-20261206000",
+            "rds:P-orders-2026-11-01-03-10"
+        ],
+    );
+    assert!(
+        dr.iter().any(|id| id.contains("20261206000")),
+        "the new copy: {dr:?}"
+    );
+    let (source, dr) = (&source, &dr);
+    run_matrix("snapshot", cases(&operations), PARALLEL, async |case| {
+        let (_, s, d) = snapshot_case(Some(case)).await?;
+        if &s != source {
+            return Err(format!("source region holds {s:?}, not {source:?}"));
+        }
+        if &d != dr {
+            return Err(format!("DR region holds {d:?}, not {dr:?}"));
+        }
+        Ok(())
     })
     .await;
 }
