@@ -46,8 +46,9 @@ fn check_failures(
         }
     }
     if let Some(case) = case {
-        let absorbed = !case.outlasts_the_sdk()
-            && !(not_repeated.contains(&case.operation.as_str()) && case.fault != Fault::Latency);
+        let not_retried =
+            not_repeated.contains(&case.operation.as_str()) && case.fault != Fault::Latency;
+        let absorbed = !case.outlasts_the_sdk() && !not_retried;
         if absorbed && answers.first().is_some_and(Result::is_err) {
             return Err(format!(
                 "the SDK's retries should have absorbed the fault, but the invocation failed: {:?}",
