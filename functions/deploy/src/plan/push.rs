@@ -139,8 +139,8 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Revision {
     Register(Box<NewRevision>),
-    /// A revision registered by an earlier, interrupted attempt for the same push,
-    /// which never reached UpdateService.
+    /// A revision registered by an earlier, interrupted attempt for the same push
+    /// (or another push event of the same image), which never reached UpdateService.
     Reuse(String),
 }
 
@@ -346,6 +346,32 @@ pub fn plan_service(
                     };
                 }
             }
+        } else if last.digest == push.digest
+            && last.deployment_id.is_none()
+            && last.previous == current_arn
+            && pinned_everywhere(latest)
+            && matches!(interrupted(found, latest, &key), Interrupted::BeforeUpdate)
+        {
+            // Another push event of the same image (the push repeated, or another
+            // tag of it) after an earlier event's attempt registered a revision for
+            // it and stopped before UpdateService (Lambda retries that attempt
+            // later): that revision is this image on what the service runs now, and
+            // nothing was deployed since, so it is deployed instead of registering
+            // a second revision for one image. Once a deployment of it came (it
+            // failed and rolled back, say), a new push registers a new revision.
+            let arn = arn_of(latest).to_string();
+            return Decision::Deploy {
+                reason: format!(
+                    "{} was pushed; reusing {} registered for the same image by an interrupted attempt of push event {}",
+                    label(push),
+                    revision_name(&arn),
+                    last.push_event.as_deref().unwrap_or("(none)")
+                ),
+                revision: Revision::Reuse(arn),
+                deployment_configuration,
+                record,
+                image,
+            };
         } else if let (Some(theirs), Some(ours)) = (last.push_event_time, push.event_time) {
             if theirs > ours {
                 return Decision::Skip {
@@ -905,8 +931,7 @@ mod tests {
             "{d:?}"
         );
 
-        // Someone else's newer revision, ours for another service, or one of another
-        // push event of the same digest, is not reused.
+        // Someone else's newer revision, or ours for another service, is not reused.
         for latest in [
             (td(LATEST_ARN, &format!("{REG}/backend@sha256:new")), vec![]),
             {
@@ -915,9 +940,72 @@ mod tests {
                 tags.push(ecs_tag(tag::SERVICE, "prod/worker"));
                 (td, tags)
             },
-            latest_of_ours(&[(tag::PUSH_EVENT, "another-event")], "sha256:new"),
         ] {
             let observed = found_with(|f| f.latest = Some(latest), &format!("{REG}/backend:v1"));
+            let d = plan_service(&push(), &target(), &observed, &PushTimes::default());
+            assert!(
+                matches!(
+                    d,
+                    Decision::Deploy {
+                        revision: Revision::Register(_),
+                        ..
+                    }
+                ),
+                "{d:?}"
+            );
+        }
+    }
+
+    /// The push storm's bug: a push event's attempt registered a revision and
+    /// stopped before UpdateService; another push event of the same image came
+    /// before Lambda's retry of the first, and registered a second revision.
+    #[test]
+    fn another_push_event_of_the_same_image_reuses_an_interrupted_attempts_revision() {
+        let first = latest_of_ours(&[(tag::PUSH_EVENT, "the-first-push")], "sha256:new");
+        let observed = found_with(
+            |f| f.latest = Some(first.clone()),
+            &format!("{REG}/backend:v1"),
+        );
+        let d = plan_service(&push(), &target(), &observed, &PushTimes::default());
+        assert!(
+            matches!(&d, Decision::Deploy { revision: Revision::Reuse(a), .. } if a == LATEST_ARN),
+            "{d:?}"
+        );
+        assert!(d.reason().contains("the-first-push"), "{}", d.reason());
+
+        // Not when a deployment came since it was registered (a new push of the
+        // image retries a deploy that failed), nor when it was copied from another
+        // revision than the service runs, nor for another image.
+        let deployed_since = found_with(
+            |f| {
+                f.latest = Some(first.clone());
+                f.service.deployments.as_mut().unwrap()[0].created_at =
+                    Some(aws_smithy_types::DateTime::from_secs(3_000));
+            },
+            &format!("{REG}/backend:v1"),
+        );
+        let other_source = {
+            let (td, mut tags) = first.clone();
+            tags.retain(|t| t.key() != Some(tag::PREVIOUS));
+            tags.push(ecs_tag(
+                tag::PREVIOUS,
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/backend:6",
+            ));
+            found_with(
+                |f| f.latest = Some((td, tags)),
+                &format!("{REG}/backend:v1"),
+            )
+        };
+        let other_image = found_with(
+            |f| {
+                f.latest = Some(latest_of_ours(
+                    &[(tag::PUSH_EVENT, "the-first-push")],
+                    "sha256:other",
+                ))
+            },
+            &format!("{REG}/backend:v1"),
+        );
+        for observed in [deployed_since, other_source, other_image] {
             let d = plan_service(&push(), &target(), &observed, &PushTimes::default());
             assert!(
                 matches!(
