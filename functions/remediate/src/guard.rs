@@ -86,6 +86,10 @@ pub struct Transition {
     /// Whether every page for it went out: a redelivery after that is a duplicate.
     #[serde(default)]
     pub handled: bool,
+    /// The order transitions were recorded in (1, 2, …; 0 for one recorded
+    /// before this was kept): what had been recorded when this one was handled.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 impl Flips {
@@ -97,10 +101,12 @@ impl Flips {
             .retain(|t| t.at >= now - keep || t.id == id);
         let added = !self.transitions.iter().any(|t| t.id == id);
         if added {
+            let seq = self.transitions.iter().map(|t| t.seq).max().unwrap_or(0) + 1;
             self.transitions.push(Transition {
                 id: id.to_string(),
                 at,
                 handled: false,
+                seq,
             });
             self.transitions.sort_by_key(|t| t.at);
         }
@@ -127,6 +133,41 @@ impl Flips {
             .iter()
             .filter(|t| t.at > now - window)
             .count()
+    }
+
+    fn find(&self, id: &str) -> Option<&Transition> {
+        self.transitions.iter().find(|t| t.id == id)
+    }
+
+    /// Whether the alarm was flapping at transition `id`: more than `limit` state
+    /// changes in the `window` seconds up to it, counting only those recorded
+    /// before it (and it). That is what its own handling saw, so every delivery
+    /// and retry of it, and every later transition looking back at it, agree.
+    pub fn flapping_at(&self, id: &str, window: i64, limit: usize) -> bool {
+        let Some(this) = self.find(id) else {
+            return false;
+        };
+        self.transitions
+            .iter()
+            .filter(|t| t.seq <= this.seq && t.at > this.at - window && t.at <= this.at)
+            .count()
+            > limit
+    }
+
+    /// The transition recorded just before `id`.
+    pub fn previous(&self, id: &str) -> Option<&Transition> {
+        let this = self.find(id)?;
+        self.transitions
+            .iter()
+            .filter(|t| t.seq < this.seq)
+            .max_by_key(|t| t.seq)
+    }
+}
+
+impl Transition {
+    /// The state it entered: `ALARM` of `ALARM@1795489200000`.
+    pub fn state(&self) -> &str {
+        self.id.split_once('@').map_or(self.id.as_str(), |(s, _)| s)
     }
 }
 
@@ -308,6 +349,36 @@ mod tests {
             gate(&g, "ALARM@1", NOW + 5, &rails(), false),
             Gate::Done(_)
         ));
+    }
+
+    #[test]
+    fn flapping_at_a_transition_counts_what_was_recorded_before_it() {
+        let mut f = Flips::default();
+        for (i, state) in ["ALARM", "OK", "ALARM", "OK", "ALARM", "OK"]
+            .iter()
+            .enumerate()
+        {
+            let at = NOW + 10 * i as i64;
+            f.record(&format!("{state}@{at}"), at, at, 3600);
+        }
+        let id = |i: i64| {
+            let state = if i % 2 == 0 { "ALARM" } else { "OK" };
+            format!("{state}@{}", NOW + 10 * i)
+        };
+        // The 5th change is the first past a limit of 4; the window bounds it.
+        assert!(!f.flapping_at(&id(3), 3600, 4));
+        assert!(f.flapping_at(&id(4), 3600, 4) && f.flapping_at(&id(5), 3600, 4));
+        assert!(!f.flapping_at(&id(5), 25, 4));
+        assert_eq!(f.previous(&id(5)).map(|t| t.id.clone()), Some(id(4)));
+        assert_eq!(f.previous(&id(5)).map(Transition::state), Some("ALARM"));
+        assert!(f.previous(&id(0)).is_none() && f.previous("OK@1").is_none());
+        // A change recorded late (a delivery that read the alarm before it
+        // flipped again) does not change what a later one saw when handled:
+        // counted by time alone, the 4th would now be the 5th in the window.
+        let late = NOW + 25;
+        f.record(&format!("INSUFFICIENT_DATA@{late}"), late, NOW + 60, 3600);
+        assert!(!f.flapping_at(&id(3), 3600, 4));
+        assert_eq!(f.previous(&id(5)).map(|t| t.id.clone()), Some(id(4)));
     }
 
     #[test]

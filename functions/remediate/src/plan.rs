@@ -4,7 +4,7 @@
 
 use crate::action::{short, Action};
 use crate::alarm::{Alarm, State};
-use crate::config::{Config, DatabaseBounds, InsufficientData, ServiceBounds};
+use crate::config::{Config, DatabaseBounds, Guardrails, InsufficientData, ServiceBounds};
 use crate::guard::{self, clock, Claim, Flips, Gate, Guard, Scaled};
 use crate::runbook::{Runbook, Target};
 use autopilot_shared::adopt::{self, Created};
@@ -166,7 +166,7 @@ pub fn plan(ctx: &Context) -> Plan {
     }
     match ctx.alarm.state {
         State::Alarm => on_alarm(ctx, &transition),
-        State::Ok => on_ok(ctx, &transition),
+        State::Ok => held_while_flapping(ctx, &transition, on_ok(ctx, &transition)),
         State::InsufficientData => Plan::of(match ctx.config.insufficient_data {
             InsufficientData::Warn => Verdict::Warn(format!(
                 "{} has insufficient data; no action is taken on it (policy `warn`)",
@@ -202,6 +202,14 @@ fn on_alarm(ctx: &Context, transition: &str) -> Plan {
         .flips
         .count_since(now, rails.flap_window.as_secs() as i64);
     if flips > rails.flap_limit as usize {
+        if still_open(ctx, transition) {
+            return Plan::of(Verdict::Ignore(format!(
+                "flapping: {} changed state {flips} times in {} min (more than {}); on-call was paged, and its incident stays open until it settles",
+                ctx.alarm.name,
+                rails.flap_window.as_secs() / 60,
+                rails.flap_limit
+            )));
+        }
         return Plan::of(Verdict::Refused(format!(
             "flapping: {} changed state {flips} times in {} min (more than {}); automatic action stops until it settles",
             ctx.alarm.name,
@@ -233,6 +241,69 @@ fn on_alarm(ctx: &Context, transition: &str) -> Plan {
         ))),
     };
     Plan::of(decided.map(Verdict::Act).unwrap_or_else(|v| v))
+}
+
+/// A flapping alarm is one incident, not one per flip. Without this, every flip
+/// of a storm resolved the incident and the next opened a new one (PagerDuty
+/// opens an incident for each trigger whose key has none open). So once an
+/// ALARM has been paged as flapping, the OKs that come while the alarm still
+/// flaps do not resolve its incident, and the ALARMs while it stays open page
+/// nothing more. The incident is resolved by the first OK once the alarm has
+/// settled, or by hand.
+///
+/// Whether the OK `id` is held: the ALARM before it came while the alarm
+/// flapped, and so does this OK. Decided from the transitions recorded before
+/// each (see [`Flips::flapping_at`]), so every delivery and retry agree, and a
+/// later transition can tell what this one did.
+fn holds(flips: &Flips, id: &str, rails: &Guardrails) -> bool {
+    let flapping = |id: &str| {
+        flips.flapping_at(
+            id,
+            rails.flap_window.as_secs() as i64,
+            rails.flap_limit as usize,
+        )
+    };
+    flapping(id)
+        && flips
+            .previous(id)
+            .is_some_and(|p| p.state() == State::Alarm.as_str() && flapping(&p.id))
+}
+
+/// The OK's plan, its resolve held while the alarm flaps (when resolving is all
+/// it does: a scale-in waits for a flapping alarm anyway).
+fn held_while_flapping(ctx: &Context, transition: &str, plan: Plan) -> Plan {
+    let rails = &ctx.config.guard;
+    if plan.scale_in.is_some() || plan.release.is_some() || !holds(ctx.flips, transition, rails) {
+        return plan;
+    }
+    match plan.verdict {
+        Verdict::Resolve(why) => Plan::of(Verdict::Ignore(format!(
+            "{why}; but it is flapping (more than {} state changes in {} min), so its incident stays open until it settles",
+            rails.flap_limit,
+            rails.flap_window.as_secs() / 60
+        ))),
+        verdict => Plan { verdict, ..plan },
+    }
+}
+
+/// Whether the flapping alarm's incident is still open from the transition
+/// recorded before this ALARM: that one was an ALARM (it paged), or an OK that
+/// was held. A scale-out alarm the scaled-out service does not wait on yet is
+/// still refused (and paged), so that scaling in waits for it.
+fn still_open(ctx: &Context, transition: &str) -> bool {
+    let watch = ctx.runbook == Runbook::ScaleOut
+        && ctx
+            .guard
+            .scaled
+            .as_ref()
+            .is_some_and(|s| !s.alarms.contains(&ctx.alarm.name));
+    let Some(previous) = ctx.flips.previous(transition) else {
+        return false;
+    };
+    !watch
+        && (previous.state() == State::Alarm.as_str()
+            || previous.state() == State::Ok.as_str()
+                && holds(ctx.flips, &previous.id, &ctx.config.guard))
 }
 
 fn in_flight_refusal(s: &ServiceState) -> Option<Verdict> {
@@ -892,6 +963,74 @@ mod tests {
         assert!(matches!(run(&w).verdict, Verdict::Refused(r) if r.starts_with("flapping")));
         w.flips.transitions.truncate(4);
         assert!(matches!(run(&w).verdict, Verdict::Act(_)));
+    }
+
+    /// The alarm storm's bug: every flip of a flapping alarm resolved its
+    /// incident and the next opened a new one, so a storm of 100 flips paged 50
+    /// incidents. Now the first page that says it flaps is the last until it settles.
+    #[test]
+    fn a_flapping_alarm_is_one_incident_until_it_settles() {
+        let start = cpu(2).alarm.state_updated.timestamp() - 60;
+        // Flips the alarm (ALARM at even `i`, OK at odd) at second `i`, and
+        // delivers it: what the plan says, in a word.
+        let flip = |w: &mut World, i: i64| {
+            let state = if i % 2 == 0 { State::Alarm } else { State::Ok };
+            w.alarm.state = state;
+            w.alarm.state_updated = DateTime::from_timestamp(start + i, 0).unwrap();
+            w.now = w.alarm.state_updated;
+            let t = w.alarm.transition();
+            w.flips.record(&t, start + i, start + i, 3600);
+            let verdict = run(w).verdict;
+            w.flips.mark_handled(&t);
+            match verdict {
+                Verdict::Refused(r) if r.starts_with("flapping") => "flapping",
+                Verdict::Refused(_) => "refused",
+                Verdict::Act(_) => "act",
+                Verdict::Resolve(_) => "resolve",
+                Verdict::Ignore(r) if r.contains("incident stays open") => "held",
+                other => panic!("{other:?}"),
+            }
+        };
+        // The limit is 4: the 5th change is the first that flaps. It pages that
+        // it flaps; then nothing resolves that incident or opens another.
+        let mut w = cpu(2);
+        let kinds: Vec<&str> = (0..12).map(|i| flip(&mut w, i)).collect();
+        assert_eq!(
+            kinds,
+            [
+                "act", "resolve", "act", "resolve", "flapping", "held", "held", "held", "held",
+                "held", "held", "held"
+            ]
+        );
+        // An hour later it has settled (one change in the window): an ALARM
+        // acts, and its OK resolves.
+        let kinds = [flip(&mut w, 3612), flip(&mut w, 3613)];
+        assert_eq!(kinds, ["act", "resolve"]);
+
+        // An OK that is the first change past the limit resolves: the incident
+        // it ends was not paged as flapping. The next ALARM is.
+        let mut w = cpu(2);
+        w.config.guard.flap_limit = 3;
+        let kinds: Vec<&str> = (0..6).map(|i| flip(&mut w, i)).collect();
+        assert_eq!(
+            kinds,
+            ["act", "resolve", "act", "resolve", "flapping", "held"]
+        );
+
+        // A scale-out alarm the scaled-out service does not wait on yet is
+        // refused and paged while it flaps, so that scaling in waits for it.
+        let mut w = cpu(2);
+        w.guard.scaled = Some(Scaled {
+            alarms: vec!["another-alarm".into()],
+            baseline: 2,
+            last: 4,
+            via_target: false,
+        });
+        let kinds: Vec<&str> = (0..8).map(|i| flip(&mut w, i)).collect();
+        assert_eq!(
+            kinds,
+            ["act", "resolve", "act", "resolve", "flapping", "held", "flapping", "held"]
+        );
     }
 
     #[test]
