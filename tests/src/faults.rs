@@ -529,25 +529,44 @@ pub fn cases(operations: &[String]) -> Vec<Case> {
 /// template.yaml): the first attempt, then up to two more while it fails.
 pub const LAMBDA_ATTEMPTS: usize = 3;
 
+/// One invocation: its answer and the calls it made.
+#[derive(Debug)]
+pub struct Attempt<T, E> {
+    pub answer: Result<T, E>,
+    pub calls: Vec<Call>,
+}
+
+/// Runs `invoke` once and keeps the calls it made.
+pub async fn attempt<T, E>(
+    proxy: &FaultProxy,
+    invoke: impl AsyncFnOnce() -> Result<T, E>,
+) -> Attempt<T, E> {
+    let before = proxy.calls().len();
+    let answer = invoke().await;
+    let calls = proxy.calls().split_off(before);
+    Attempt { answer, calls }
+}
+
 /// Runs `invoke` as Lambda runs an asynchronously invoked function: again while it
 /// fails, up to [`LAMBDA_ATTEMPTS`] in all. AWS recovers after the first failure
 /// ([`FaultProxy::heal`]), so the retries show whether the work converges. Returns
-/// every attempt's answer.
+/// every attempt. One invocation at a time per proxy: the calls of concurrent ones
+/// would mix.
 pub async fn with_lambda_retries<T, E>(
     proxy: &FaultProxy,
     invoke: impl AsyncFn() -> Result<T, E>,
-) -> Vec<Result<T, E>> {
-    let mut answers = Vec::new();
+) -> Vec<Attempt<T, E>> {
+    let mut attempts = Vec::new();
     for _ in 0..LAMBDA_ATTEMPTS {
-        let answer = invoke().await;
-        let failed = answer.is_err();
-        answers.push(answer);
+        let this = attempt(proxy, async || invoke().await).await;
+        let failed = this.answer.is_err();
+        attempts.push(this);
         if !failed {
             break;
         }
         proxy.heal();
     }
-    answers
+    attempts
 }
 
 /// Runs every case, `parallel` at a time, and fails listing every broken invariant.

@@ -9,7 +9,7 @@
 use autopilot_shared::invocation::code;
 use autopilot_shared::{Failure, Report};
 use autopilot_tests::faults::{
-    self, cases, run_matrix, with_lambda_retries, Case, Fault, FaultProxy,
+    self, cases, run_matrix, with_lambda_retries, Attempt, Case, Fault, FaultProxy,
 };
 use autopilot_tests::*;
 use autopilot_tests::{postgres, rotation};
@@ -19,20 +19,23 @@ use serde_json::{json, Value};
 /// Cases of one function run this many at a time.
 const PARALLEL: usize = 4;
 
-/// The error types a failed invocation may have under a fault: AWS's failure,
-/// passed on as retryable, a page that could not be published, or several of those.
-/// Never `AwsCallRefused` (the faults are all transient), never a malformed event.
-///
-/// A fault the SDK's retries absorb must not fail the invocation, except on the
-/// operations in `not_repeated`, which the function deliberately does not let the
-/// SDK repeat once sent (`shared::aws::NotRepeatedIfSent`): there the invocation
-/// fails, and Lambda's retry must finish the work.
+/// What Lambda's attempts at one event must show under a fault:
+/// - a failed invocation has a retryable error type: AWS's failure passed on
+///   (`AwsCallFailed`), a page that could not be published, or several of those;
+///   never `AwsCallRefused` (the faults are all transient), never a malformed event;
+/// - a fault the SDK's retries absorb does not fail the invocation, except on the
+///   operations in `not_repeated`, which the function deliberately does not let the
+///   SDK repeat once sent (`shared::aws::NotRepeatedIfSent`): there the invocation
+///   fails, and Lambda's retry must finish the work;
+/// - a page that could not be published fails the invocation (so Lambda retries it
+///   or it reaches the dead-letter queue): it is never dropped;
+/// - once AWS recovers, Lambda's retries finish the work.
 fn check_failures(
     case: Option<&Case>,
     not_repeated: &[&str],
-    answers: &[Result<Report, Failure>],
+    attempts: &[Attempt<Report, Failure>],
 ) -> Result<(), String> {
-    for failure in answers.iter().filter_map(|a| a.as_ref().err()) {
+    for failure in attempts.iter().filter_map(|a| a.answer.as_ref().err()) {
         let allowed = [
             code::AWS_CALL_FAILED,
             code::PAGE_FAILED,
@@ -45,18 +48,28 @@ fn check_failures(
             ));
         }
     }
-    if let Some(case) = case {
+    if let (Some(case), Some(first)) = (case, attempts.first()) {
         let not_retried =
             not_repeated.contains(&case.operation.as_str()) && case.fault != Fault::Latency;
         let absorbed = !case.outlasts_the_sdk() && !not_retried;
-        if absorbed && answers.first().is_some_and(Result::is_err) {
+        if absorbed && first.answer.is_err() {
             return Err(format!(
                 "the SDK's retries should have absorbed the fault, but the invocation failed: {:?}",
-                answers[0].as_ref().err()
+                first.answer.as_ref().err()
+            ));
+        }
+        let unpublished = first
+            .calls
+            .iter()
+            .filter(|c| c.operation == "Publish" && c.fault == Some(case.fault))
+            .count();
+        if case.outlasts_the_sdk() && unpublished >= case.count as usize && first.answer.is_ok() {
+            return Err(format!(
+                "{unpublished} attempts to publish a page failed, and the invocation succeeded: the page is lost"
             ));
         }
     }
-    match answers.last() {
+    match attempts.last().map(|a| &a.answer) {
         Some(Ok(_)) => Ok(()),
         other => Err(format!(
             "Lambda's retries did not finish the work once AWS recovered: {other:?}"
@@ -209,7 +222,7 @@ async fn deploy_case(case: Option<&Case>) -> Result<Vec<String>, String> {
     // rolls back; on-call hears why, once the retries are done.
     let deployment_id = answers
         .iter()
-        .filter_map(|a| a.as_ref().ok())
+        .filter_map(|a| a.answer.as_ref().ok())
         .flat_map(|r| r.outcomes.iter())
         .find_map(|o| o.detail("deployment_id"))
         .map(str::to_string)
@@ -509,14 +522,17 @@ async fn rotate_case(case: Option<&Case>) -> Result<Vec<String>, String> {
         let event = rotation::rotation_event(step, &arn, &token);
         let mut answers = Vec::new();
         for _ in 0..faults::LAMBDA_ATTEMPTS {
-            let answer = rotator
-                .handle(LambdaEvent::new(event.clone(), Context::default()))
-                .await;
+            let this = faults::attempt(&proxy, async || {
+                rotator
+                    .handle(LambdaEvent::new(event.clone(), Context::default()))
+                    .await
+            })
+            .await;
             current_logs_in(&stack, &arn)
                 .await
-                .map_err(|e| format!("after {step} ({answer:?}): {e}"))?;
-            let failed = answer.is_err();
-            answers.push(answer);
+                .map_err(|e| format!("after {step} ({:?}): {e}", this.answer))?;
+            let failed = this.answer.is_err();
+            answers.push(this);
             if !failed {
                 break;
             }
