@@ -143,6 +143,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let common = Common::from_lookup(&lookup)?;
         let region = config::required(&lookup, AWS_REGION)?;
+        check_region(AWS_REGION, &region)?;
         let raw = config::required(&lookup, DATABASES)?;
         let databases = parse_databases(&raw)?;
         let dr = match lookup(DR_REGION).filter(|r| !r.trim().is_empty()) {
@@ -248,11 +249,18 @@ fn days(n: u64) -> Duration {
     Duration::from_secs(n * 86_400)
 }
 
+/// A region name as AWS spells them: two letters, one or two lowercase words, a
+/// number (`us-east-1`, `us-gov-west-1`, `ap-southeast-5`). Found by the fuzzer: a
+/// looser check (three dash-separated parts) let a UUID through as the DR region,
+/// and the error then blamed the KMS key.
 fn check_region(field: &str, region: &str) -> Result<(), ConfigError> {
-    let ok = region.split('-').count() >= 3
-        && region
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let parts: Vec<&str> = region.split('-').collect();
+    let word = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase());
+    let ok = (3..=4).contains(&parts.len())
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1].iter().all(word)
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty();
     if ok {
         Ok(())
     } else {
@@ -429,6 +437,15 @@ mod tests {
                 "[0].drill",
             ),
             (&[(DR_REGION, "west")], DR_REGION),
+            (
+                &[(DR_REGION, "20cf62e6-744f-46c3-a949-820e1ff1ac02")],
+                DR_REGION,
+            ),
+            (&[(DR_REGION, "us-west-")], DR_REGION),
+            (
+                &[(AWS_REGION, "- TreatMissingData: notBreaching")],
+                AWS_REGION,
+            ),
             (
                 &[(DR_REGION, "us-west-2"), (DR_KMS_KEY, "alias/aws/rds")],
                 DR_KMS_KEY,
