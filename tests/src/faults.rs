@@ -579,6 +579,7 @@ pub async fn run_matrix(
 ) {
     use futures::stream::{self, StreamExt};
     let total = cases.len();
+    let started = std::time::Instant::now();
     let run = &run;
     let broken: Vec<String> = stream::iter(cases)
         .map(|case| async move { run(&case).await.err().map(|e| format!("{case}: {e}")) })
@@ -586,6 +587,12 @@ pub async fn run_matrix(
         .filter_map(|e| async move { e })
         .collect()
         .await;
+    // Shown with --nocapture: the figures of docs/reliability.md.
+    println!(
+        "{function}: {total} fault cases in {:.0} s, {} broke an invariant",
+        started.elapsed().as_secs_f64(),
+        broken.len()
+    );
     assert!(
         broken.is_empty(),
         "{function}: {} of {total} fault cases broke an invariant:\n{}",
