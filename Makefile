@@ -5,13 +5,16 @@ setup:
 	@scripts/setup.sh
 
 ## make test: formatting, lints, unit tests and integration tests against the local
-## emulator, then the IAM check over the AWS calls the whole suite made.
+## emulator, then two checks over what the whole suite did: every AWS call it made is
+## granted in template.yaml, and no secret value written to Secrets Manager appears
+## in any test's log lines.
 test: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
-	rm -rf "$${CARGO_TARGET_DIR:-target}/aws-calls"
+	rm -rf "$${CARGO_TARGET_DIR:-target}/aws-calls" "$${CARGO_TARGET_DIR:-target}/test-logs" "$${CARGO_TARGET_DIR:-target}/test-secrets"
 	cargo test --workspace
 	cargo test -p autopilot-tests --test iam -- --ignored
+	cargo test -p autopilot-tests --test secrets_in_logs -- --ignored --nocapture
 
 ## make demo: the deploy, rotation and remediation stories on the local emulator.
 demo: setup

@@ -118,6 +118,9 @@ here, in one place, with a comment naming it, instead of being skipped in a test
 * Latency: ``POST /_bridge/slow`` delays matching calls of an operation, and
   ``POST /_bridge/inflight`` tells the most of them that were ever in flight at
   once, so a test can see how many calls a function makes concurrently.
+* Secrets in logs: with ``AUTOPILOT_SECRET_LOG`` set, every SecretString written
+  (CreateSecret, PutSecretValue, UpdateSecret) is appended to that file, and a test
+  after the suite looks for each value in every test's logs.
 * IAM: moto checks no permission. With ``AUTOPILOT_CALL_LOG`` set, every call
   made by an autopilot function (its SDK app name, ``app/autopilot-*`` in the
   user agent) is appended to that file as ``{"function", "service", "operation"}``,
@@ -1764,6 +1767,26 @@ def _track(rule, delta):
         entry["max"] = max(entry["max"], entry["now"])
 
 
+_SECRET_LOG = os.environ.get("AUTOPILOT_SECRET_LOG")
+_SECRET_WRITES = ("CreateSecret", "PutSecretValue", "UpdateSecret")
+
+
+def _log_secret(operation, raw):
+    """Appends every SecretString written to Secrets Manager, by anyone, to the
+    suite's secret log, so a check after the suite can look for each value in the
+    logs every test wrote (tests/tests/secrets_in_logs.rs)."""
+    if not _SECRET_LOG or operation not in _SECRET_WRITES:
+        return
+    try:
+        value = json.loads(raw or b"{}").get("SecretString")
+    except ValueError:
+        return
+    if isinstance(value, str) and value:
+        with _lock:
+            with open(_SECRET_LOG, "a") as f:
+                f.write(json.dumps({"operation": operation, "value": value}) + "\n")
+
+
 def _log_call(environ, operation):
     """Appends a call made by an autopilot function to the suite's call log."""
     if not _CALL_LOG:
@@ -1898,6 +1921,8 @@ class Bridge:
         elif environ.get("HTTP_X_AMZ_TARGET", "").startswith(_DYNAMODB_TARGET):
             app = functools.partial(_serialised, self.app)
         _log_call(environ, operation)
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("secretsmanager."):
+            _log_secret(operation, raw)
         # The fault proxy of tests/src/faults.rs picked an error answer for this call;
         # the bridge renders it in the service's protocol. AWS never saw the call.
         injected = environ.get("HTTP_X_AUTOPILOT_FAULT", "").split()

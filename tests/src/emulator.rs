@@ -30,10 +30,66 @@ pub fn python() -> PathBuf {
 /// Where every emulator of the suite logs the AWS calls autopilot's functions make
 /// (one file per test binary); `make test` empties it first, and the IAM test reads it.
 pub fn call_log_dir() -> PathBuf {
+    target_dir().join("aws-calls")
+}
+
+/// Where every emulator of the suite logs each SecretString written to Secrets
+/// Manager, and where every test binary writes its log lines (one file per binary
+/// in each); `make test` empties both first, and `tests/tests/secrets_in_logs.rs`
+/// looks for each secret value in every log line.
+pub fn secret_log_dir() -> PathBuf {
+    target_dir().join("test-secrets")
+}
+
+/// See [`secret_log_dir`].
+pub fn test_log_dir() -> PathBuf {
+    target_dir().join("test-logs")
+}
+
+fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"))
-        .join("aws-calls")
+}
+
+/// This test binary's name and process, for its files in the suite's log folders.
+fn binary_file() -> String {
+    format!(
+        "{}-{}.jsonl",
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().to_string()))
+            .unwrap_or_default(),
+        std::process::id()
+    )
+}
+
+/// Sends every log line of this process (functions, SDK, harness) at DEBUG, through
+/// the production JSON subscriber, to this binary's file under [`test_log_dir`]. A
+/// test that captures its own lines (`logs::capture`) sets a subscriber of its
+/// thread, which takes precedence for its scope.
+fn record_logs() {
+    // Test binaries only (cargo puts them in `deps/`): the demo and the bench keep
+    // their output, and their timings, to themselves.
+    let is_test = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().and_then(|d| d.file_name()).map(|n| n == "deps"))
+        .unwrap_or(false);
+    if !is_test {
+        return;
+    }
+    let dir = test_log_dir();
+    let file = std::fs::create_dir_all(&dir)
+        .and_then(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(binary_file()))
+        })
+        .unwrap_or_else(|e| panic!("open the test log in {}: {e}", dir.display()));
+    let subscriber = autopilot_shared::logging::json_subscriber(Mutex::new(file), "debug");
+    // Another global subscriber (a binary of its own making) keeps its place.
+    let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
 pub struct Emulator {
@@ -51,19 +107,16 @@ impl Emulator {
 pub fn emulator() -> &'static Emulator {
     static EMULATOR: OnceLock<Emulator> = OnceLock::new();
     EMULATOR.get_or_init(|| {
+        record_logs();
         let script = root().join("tests/harness/moto_bridge.py");
-        let log = call_log_dir().join(format!(
-            "{}-{}.jsonl",
-            std::env::current_exe()
-                .ok()
-                .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().to_string()))
-                .unwrap_or_default(),
-            std::process::id()
-        ));
+        let log = call_log_dir().join(binary_file());
+        let secrets = secret_log_dir().join(binary_file());
         std::fs::create_dir_all(call_log_dir()).expect("create the call log directory");
+        std::fs::create_dir_all(secret_log_dir()).expect("create the secret log directory");
         let mut child = Command::new(python())
             .arg(&script)
             .env("AUTOPILOT_CALL_LOG", &log)
+            .env("AUTOPILOT_SECRET_LOG", &secrets)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
