@@ -54,6 +54,7 @@ const REMEDIATE_CALLS: &[(&str, &str)] = &[
     ("rds", "DescribeDBInstances"),
     ("rds", "ModifyDBInstance"),
     ("sns", "Publish"),
+    ("sns", "GetTopicAttributes"),
 ];
 
 /// Every AWS call snapshot's code makes (functions/snapshot/src: observe, apply,
@@ -74,6 +75,7 @@ const SNAPSHOT_CALLS: &[(&str, &str)] = &[
     ("rds", "DeleteDBInstance"),
     ("secretsmanager", "GetSecretValue"),
     ("sns", "Publish"),
+    ("sns", "GetTopicAttributes"),
 ];
 
 /// Permissions snapshot needs that are not calls of its own: the permission-only

@@ -6,7 +6,7 @@
 //! SNS, the Lambda alarm action) and the `remediate-sweep` scheduled task, which
 //! scales services back in once their alarm is OK and the cooldown has passed,
 //! and the `remediate-heartbeat` task, which reads the guardrail table,
-//! CloudWatch and the configured resources and counts a heartbeat
+//! CloudWatch, the configured resources and the on-call topic and counts a heartbeat
 //! (`autopilot_shared::metrics`).
 //!
 //! Per alarm transition: re-read the alarm (`observe`), record the transition,
@@ -537,9 +537,10 @@ impl Remediator {
     }
 
     /// The heartbeat: one read of the guardrail table (an item no resource
-    /// has), of CloudWatch's alarms, and of each configured cluster's services
-    /// and database, with the permissions remediate already has. Writes
-    /// nothing, pages no one; counts a heartbeat when every read answered.
+    /// has), of CloudWatch's alarms, of each configured cluster's services and
+    /// database, and of the on-call topic (GetTopicAttributes, its one grant
+    /// of its own). Writes nothing, pages no one; counts a heartbeat when every
+    /// read answered.
     async fn heartbeat(&self) -> Result<Vec<Outcome>, RemediateError> {
         record_resource(HEARTBEAT_TASK);
         let table = self.store.table().to_string();
@@ -592,6 +593,7 @@ impl Remediator {
                 .map_err(AwsCallError::of("DescribeDBInstances", &db.instance));
             checks.push((format!("RDS instance {}", db.instance), result));
         }
+        checks.push(self.pager.check_topic().await);
         Ok(metrics::heartbeat(FUNCTION, checks)?)
     }
 

@@ -135,8 +135,9 @@ impl Snapshotter {
 
     /// The heartbeat: in the source region, one page of each configured
     /// database's snapshots (what every check reads first); in the DR region,
-    /// the account's RDS quotas. Both with the permissions snapshot already has.
-    /// Writes nothing, pages no one; counts a heartbeat when every read answered.
+    /// the account's RDS quotas; the on-call topic (GetTopicAttributes, its one
+    /// grant of its own). Writes nothing, pages no one; counts a heartbeat when
+    /// every read answered.
     async fn heartbeat(&self) -> Result<Vec<Outcome>, SnapshotError> {
         record_resource(HEARTBEAT_TASK);
         let rds = &self.rds.source;
@@ -173,6 +174,7 @@ impl Snapshotter {
                 .map_err(AwsCallError::of("DescribeAccountAttributes", dr_region));
             checks.push((format!("RDS in the DR region {dr_region}"), result));
         }
+        checks.push(self.pager.check_topic().await);
         Ok(metrics::heartbeat(FUNCTION, checks)?)
     }
 
