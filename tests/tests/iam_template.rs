@@ -76,10 +76,15 @@ struct Reference {
     resource_types: &'static [&'static str],
     /// Why the template grants it on `"*"` all the same.
     on_every_resource: &'static str,
+    /// For a mutating action with resource types: why it stays on `"*"` even so.
+    /// Only where scoping it risks denying every call in production and AWS's
+    /// evidence disagrees with itself; the reason must say which evidence.
+    unscoped_because: Option<&'static str>,
 }
 
 /// Every action `template.yaml` grants on every resource. A mutating action can be
-/// here only with no resource types; today none is: every Write is scoped.
+/// here only with no resource types, or with a reason why scoping it would risk
+/// denying every call (`unscoped_because`): two are, below.
 ///
 /// Pages (https://docs.aws.amazon.com/service-authorization/latest/reference/…):
 /// list_amazonelasticcontainerservice.html (ECS), list_amazoncloudwatch.html,
@@ -92,6 +97,7 @@ const ON_EVERY_RESOURCE: &[Reference] = &[
         resource_types: &[],
         on_every_resource: "no resource types: authorized against \"*\" whether the \
                             request names a family, family:revision or an ARN",
+        unscoped_because: None,
     },
     // ECS: "ListTasks … List", container-instance* (condition keys ecs:cluster,
     // aws:ResourceTag, ecs:ResourceTag).
@@ -103,6 +109,41 @@ const ON_EVERY_RESOURCE: &[Reference] = &[
                             naming no container instance; the ECS developer guide's \
                             policy for listing a cluster's tasks is \"*\" with the \
                             ecs:cluster condition key, which the statement has",
+        unscoped_because: None,
+    },
+    // ECS: "RegisterTaskDefinition … Write", task-definition* (condition keys
+    // aws:RequestTag, aws:TagKeys, ecs:task-cpu, ecs:task-memory …).
+    Reference {
+        action: "ecs:RegisterTaskDefinition",
+        access: Access::Write,
+        resource_types: &["task-definition*"],
+        on_every_resource: "deploy registers revisions of whatever family the mapped \
+                            services run, which the template does not know",
+        unscoped_because: Some(
+            "the reference lists task-definition*, but AWS's own evidence disagrees: \
+             aws/containers-roadmap#929 (resource-level permissions for task \
+             definitions) is open as proposed, and AWS's and the anchor projects' \
+             deploy policies grant it on \"*\". If ECS authorizes it against \"*\", \
+             a task-definition ARN denies every deploy, which the emulator cannot \
+             show. What a revision may run is bounded by iam:PassRole (named roles, \
+             ecs-tasks only) and by UpdateService on the mapped services",
+        ),
+    },
+    // RDS: "CrossRegionCommunication … Write", permission only, optional resource
+    // types snapshot, cluster-snapshot, db.
+    Reference {
+        action: "rds:CrossRegionCommunication",
+        access: Access::Write,
+        resource_types: &["snapshot", "cluster-snapshot", "db"],
+        on_every_resource: "a permission-only action RDS checks for a cross-region copy",
+        unscoped_because: Some(
+            "the reference does not say which ARN a copy is checked against (its \
+             resource types are all optional), the RDS guide says the permission is \
+             checked through the service-linked role, and every AWS managed policy \
+             that grants it grants it on \"*\"; a wrong guess stops every DR copy. \
+             It is no API of its own: the copies it allows are bounded by \
+             CopyDBSnapshot and CopyDBClusterSnapshot, scoped to autopilot-dr-*",
+        ),
     },
     // CloudWatch: "DescribeAlarms … Read", alarm*.
     Reference {
@@ -112,6 +153,7 @@ const ON_EVERY_RESOURCE: &[Reference] = &[
         on_every_resource: "remediate also reads composite alarms, which CloudWatch \
                             returns only to a DescribeAlarms permission on \"*\" \
                             (DescribeAlarms, CloudWatch API Reference)",
+        unscoped_because: None,
     },
     // CloudWatch: "GetMetricData … Read", dataset (optional: the datasets of OTLP
     // metrics, queried with PromQL).
@@ -121,6 +163,7 @@ const ON_EVERY_RESOURCE: &[Reference] = &[
         resource_types: &["dataset"],
         on_every_resource: "classic metrics are no resource: only the optional OTLP \
                             dataset type exists, which remediate does not read",
+        unscoped_because: None,
     },
     // Application Auto Scaling: "DescribeScalableTargets … Read", no resource types.
     Reference {
@@ -128,6 +171,7 @@ const ON_EVERY_RESOURCE: &[Reference] = &[
         access: Access::Read,
         resource_types: &[],
         on_every_resource: "no resource types",
+        unscoped_because: None,
     },
     // RDS: "DescribeAccountAttributes … List", no resource types.
     Reference {
@@ -135,6 +179,7 @@ const ON_EVERY_RESOURCE: &[Reference] = &[
         access: Access::List,
         resource_types: &[],
         on_every_resource: "no resource types: the account's quotas",
+        unscoped_because: None,
     },
 ];
 
@@ -378,7 +423,11 @@ fn unscoped(
                      if it has resource types",
                     s.at
                 )),
-                Some(r) if r.access.mutating() && !r.resource_types.is_empty() => {
+                Some(r)
+                    if r.access.mutating()
+                        && !r.resource_types.is_empty()
+                        && r.unscoped_because.is_none_or(str::is_empty) =>
+                {
                     found.push(format!(
                         "{}: {action} ({:?}) on {every}, but AWS scopes it to {:?}: name them",
                         s.at, r.access, r.resource_types
@@ -489,8 +538,11 @@ fn no_mutating_action_is_granted_on_every_resource_where_aws_can_scope_it() {
     );
     for r in ON_EVERY_RESOURCE {
         assert!(
-            !r.access.mutating() || r.resource_types.is_empty(),
-            "{} is {:?} with resource types: it cannot be allowed on \"*\"",
+            !r.access.mutating()
+                || r.resource_types.is_empty()
+                || r.unscoped_because.is_some_and(|why| why.len() > 80),
+            "{} is {:?} with resource types: it cannot be allowed on \"*\" without \
+             the evidence that scoping it would deny every call",
             r.action,
             r.access
         );
@@ -591,12 +643,14 @@ const SOME_DAY: &[Reference] = &[
         access: Access::Write,
         resource_types: &[],
         on_every_resource: "no resource types",
+        unscoped_because: None,
     },
     Reference {
         action: "x:TagThing",
         access: Access::Tagging,
         resource_types: &["thing*"],
         on_every_resource: "",
+        unscoped_because: None,
     },
 ];
 
