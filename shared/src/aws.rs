@@ -90,8 +90,9 @@ pub struct AwsCallError {
     pub resource: String,
     pub message: String,
     /// Throttling, a 5xx answer, a timeout, a dropped connection or an answer that
-    /// could not be read: the SDK has already tried [`MAX_ATTEMPTS`] times, and
-    /// Lambda's retry of the event is likely to succeed. False when AWS refused the
+    /// could not be read: the SDK has already retried it (up to [`MAX_ATTEMPTS`]
+    /// attempts, but once for a call [`NotRepeatedIfSent`]), and Lambda's retry of
+    /// the event is likely to succeed. False when AWS refused the
     /// request itself (access denied, validation, not found): the SDK did not retry
     /// it, and every retry fails the same way until someone changes something.
     pub retryable: bool,
@@ -145,11 +146,13 @@ impl AwsCallError {
     }
 }
 
-/// Whether the SDK's standard retry strategy treats the failure as transient: a
-/// timeout, an I/O or connector failure, an unreadable answer, an error code on
-/// the SDK's throttling or transient lists (`aws_runtime`'s, the lists its
-/// classifier uses), or a 5xx status. What the SDK gives up on after
-/// [`MAX_ATTEMPTS`] is exactly this, so the two never disagree.
+/// Whether a failure passes: a timeout, an I/O or connector failure, an unreadable
+/// answer, an error code on the SDK's throttling or transient lists (`aws_runtime`'s,
+/// the lists its classifier uses), or a 5xx status. Close to what the SDK's standard
+/// classifiers retry, not identical: they retry only 500, 502, 503 and 504 of the
+/// 5xx, and also a few codes modelled retryable or a clock skew. Here the error
+/// type only labels an invocation that failed, for the reader of the dead-letter
+/// queue; Lambda retries it either way.
 pub fn retryable<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
     match e {
         SdkError::ConstructionFailure(_) => false,
@@ -160,6 +163,21 @@ pub fn retryable<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool
                 || TRANSIENT_ERRORS.contains(&code)
                 || s.raw().status().is_server_error()
         }
+        // TimeoutError, ResponseError, and any variant added later.
+        _ => true,
+    }
+}
+
+/// Whether AWS may have carried out a call that failed: a timeout, an I/O or
+/// connector failure after the request may have been sent, an unreadable answer,
+/// or a 5xx answer. Not a 4xx answer (throttling included: AWS refused before
+/// acting) nor a request that could not be built. What is sure not to have
+/// happened can be called failed; the rest must be read back first.
+pub fn may_have_happened<E>(e: &SdkError<E, HttpResponse>) -> bool {
+    match e {
+        SdkError::ConstructionFailure(_) => false,
+        SdkError::DispatchFailure(d) => !d.is_user(),
+        SdkError::ServiceError(s) => s.raw().status().is_server_error(),
         // TimeoutError, ResponseError, and any variant added later.
         _ => true,
     }
@@ -201,6 +219,7 @@ impl ClassifyRetry for NotRepeatedIfSent {
 mod tests {
     use super::*;
     use aws_sdk_sns::operation::publish::PublishError;
+    use aws_smithy_runtime_api::client::interceptors::context::{Error, Input};
     use aws_smithy_runtime_api::client::result::ConnectorError;
     use aws_smithy_types::body::SdkBody;
     use aws_smithy_types::error::ErrorMetadata;
@@ -262,6 +281,78 @@ mod tests {
             classified(SdkError::construction_failure("no topic")),
             refused
         );
+    }
+
+    /// What `NotRepeatedIfSent` says of an attempt that ended in `error`, with the
+    /// answer `status` when one came.
+    fn not_repeated(
+        status: Option<u16>,
+        error: aws_smithy_runtime_api::client::orchestrator::OrchestratorError<Error>,
+    ) -> RetryAction {
+        let mut ctx = InterceptorContext::new(Input::doesnt_matter());
+        if let Some(status) = status {
+            ctx.set_response(HttpResponse::new(
+                status.try_into().unwrap(),
+                SdkBody::empty(),
+            ));
+        }
+        ctx.set_output_or_error(Err(error));
+        NotRepeatedIfSent.classify_retry(&ctx)
+    }
+
+    #[test]
+    fn a_call_not_repeated_once_sent_is_retried_only_when_aws_refused_it() {
+        use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
+        let answered = |code: &str| {
+            OrchestratorError::operation(Error::erase(PublishError::generic(
+                ErrorMetadata::builder().code(code).build(),
+            )))
+        };
+        // Refused before acting: left to the standard classifiers (which retry
+        // throttling and not the rest).
+        for (code, status) in [("ThrottlingException", 400), ("AccessDeniedException", 403)] {
+            assert_eq!(
+                not_repeated(Some(status), answered(code)),
+                RetryAction::NoActionIndicated,
+                "{code}"
+            );
+        }
+        // May have been carried out: never repeated.
+        assert_eq!(
+            not_repeated(Some(500), answered("InternalFailure")),
+            RetryAction::RetryForbidden
+        );
+        let reset = ConnectorError::io("connection reset".into());
+        assert_eq!(
+            not_repeated(None, OrchestratorError::connector(reset)),
+            RetryAction::RetryForbidden
+        );
+        assert_eq!(
+            not_repeated(None, OrchestratorError::timeout("attempt timeout".into())),
+            RetryAction::RetryForbidden
+        );
+        assert_eq!(
+            not_repeated(Some(200), OrchestratorError::response("truncated".into())),
+            RetryAction::RetryForbidden
+        );
+    }
+
+    #[test]
+    fn a_call_may_have_happened_unless_aws_answered_it_with_a_refusal() {
+        assert!(!may_have_happened(&answered("ThrottlingException", 400)));
+        assert!(!may_have_happened(&answered("ValidationException", 400)));
+        assert!(may_have_happened(&answered("InternalFailure", 500)));
+        assert!(may_have_happened(
+            &SdkError::<PublishError, HttpResponse>::timeout_error("t")
+        ));
+        assert!(may_have_happened(
+            &SdkError::<PublishError, HttpResponse>::dispatch_failure(ConnectorError::io(
+                "reset".into()
+            ))
+        ));
+        assert!(!may_have_happened(
+            &SdkError::<PublishError, HttpResponse>::construction_failure("no topic")
+        ));
     }
 
     #[test]

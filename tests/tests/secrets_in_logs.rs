@@ -33,6 +33,17 @@ fn secret_values(secret: &str) -> Vec<String> {
     }
     values.extend(url_password(secret));
     values.retain(|v| v.chars().count() >= MIN_LEN);
+    // As a JSON log line would hold it: a secret JSON logged as a string field is
+    // escaped (`{\"password\":…`), and would not match the raw text.
+    let escaped: Vec<String> = values
+        .iter()
+        .filter_map(|v| {
+            let quoted = serde_json::to_string(v).ok()?;
+            let inner = quoted[1..quoted.len() - 1].to_string();
+            (inner != *v).then_some(inner)
+        })
+        .collect();
+    values.extend(escaped);
     values
 }
 
@@ -116,6 +127,8 @@ fn the_values_of_a_secret_are_its_passwords_and_the_whole_string() {
     let master = r#"{"masterPassword":"admin-password-1"}"#;
     assert!(secret_values(master).contains(&"admin-password-1".to_string()));
     assert_eq!(secret_values("short"), Vec::<String>::new());
+    let escaped = r#"{\"engine\":\"postgres\",\"host\":\"db.internal\",\"username\":\"app\",\"password\":\"s3cret-pass-word\",\"port\":5432}"#;
+    assert!(values.contains(&escaped.to_string()), "{values:?}");
 }
 
 #[test]

@@ -2,7 +2,10 @@
 //! `lib.rs` never calls it when `AUTOPILOT_DRY_RUN` is on.
 
 use crate::action::Action;
+use autopilot_shared::aws::{may_have_happened, NotRepeatedIfSent};
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
+use aws_sdk_ecs::config::http::HttpResponse;
+use aws_sdk_ecs::error::SdkError;
 use aws_sdk_ecs::operation::update_service::builders::UpdateServiceFluentBuilder;
 use aws_sdk_sns::error::DisplayErrorContext;
 
@@ -13,8 +16,19 @@ pub struct Clients {
     pub rds: aws_sdk_rds::Client,
 }
 
-/// Carries `action` out; the error is the AWS call and its message, for the page.
-pub async fn act(c: &Clients, action: &Action) -> Result<(), String> {
+/// Why an action's call failed: the AWS call and its message, for the page, and
+/// whether AWS may have carried it out all the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    pub message: String,
+    /// A timeout, a dropped connection, an unreadable or 5xx answer: the call may
+    /// have taken effect (`autopilot_shared::aws::may_have_happened`), so the
+    /// resource is read back before the action is called failed.
+    pub may_have_happened: bool,
+}
+
+/// Carries `action` out.
+pub async fn act(c: &Clients, action: &Action) -> Result<(), Failed> {
     match action {
         Action::SetDesiredCount {
             cluster,
@@ -23,7 +37,23 @@ pub async fn act(c: &Clients, action: &Action) -> Result<(), String> {
             ..
         } => update_service(c, cluster, service, |r| r.desired_count(*to)).await,
         Action::ForceDeployment { cluster, service } => {
-            update_service(c, cluster, service, |r| r.force_new_deployment(true)).await
+            // A forced deployment is no absolute value: a repeat starts a second
+            // rolling restart. The SDK does not repeat it once sent; the caller
+            // reads the service back after a failure (`already_done`).
+            let name = format!("{cluster}/{service}");
+            c.ecs
+                .update_service()
+                .cluster(cluster)
+                .service(service)
+                .force_new_deployment(true)
+                .customize()
+                .config_override(
+                    aws_sdk_ecs::config::Builder::default().retry_classifier(NotRepeatedIfSent),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(fail("UpdateService", &name))
         }
         Action::Rollback {
             cluster,
@@ -72,7 +102,7 @@ async fn update_service(
     cluster: &str,
     service: &str,
     set: impl FnOnce(UpdateServiceFluentBuilder) -> UpdateServiceFluentBuilder,
-) -> Result<(), String> {
+) -> Result<(), Failed> {
     let name = format!("{cluster}/{service}");
     set(c.ecs.update_service().cluster(cluster).service(service))
         .send()
@@ -81,14 +111,18 @@ async fn update_service(
         .map_err(fail("UpdateService", &name))
 }
 
-fn fail<'a, E: std::error::Error>(
+fn fail<'a, E>(
     operation: &'a str,
     resource: &'a str,
-) -> impl FnOnce(E) -> String + 'a {
-    move |e| {
-        format!(
+) -> impl FnOnce(SdkError<E, HttpResponse>) -> Failed + 'a
+where
+    E: std::error::Error + 'static,
+{
+    move |e| Failed {
+        may_have_happened: may_have_happened(&e),
+        message: format!(
             "{operation} on {resource} failed: {}",
             DisplayErrorContext(e)
-        )
+        ),
     }
 }

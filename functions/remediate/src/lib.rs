@@ -315,8 +315,8 @@ impl Remediator {
         })
     }
 
-    /// After an action's call failed: a timeout, a dropped connection or a 5xx answer
-    /// can come after AWS carried the call out. Reads the resource again, and when
+    /// After an action's call failed in a way that may come after AWS carried it out
+    /// (a timeout, a dropped connection, a 5xx answer; not a refusal or throttling). Reads the resource again, and when
     /// the action shows there (`plan::already_done`) it took effect: it is settled as
     /// done, so the cooldown and the sweep's scale-in know of it, instead of being
     /// paged as failed while the service runs scaled out and forgotten. If the read
@@ -439,15 +439,16 @@ impl Remediator {
                     Ok(())
                 } else {
                     match apply::act(&self.clients, action).await {
-                        Err(e) => {
+                        Err(e) if e.may_have_happened => {
                             let since = if plan.resumes() {
                                 claimed_at
                             } else {
                                 now.timestamp()
                             };
-                            self.verify(o, action, since, e).await
+                            self.verify(o, action, since, e.message).await
                         }
-                        done => done,
+                        Err(e) => Err(e.message),
+                        Ok(()) => Ok(()),
                     }
                 };
                 if let Err(e) = &outcome {
@@ -594,7 +595,7 @@ impl Remediator {
             checks.push((format!("RDS instance {}", db.instance), result));
         }
         checks.push(self.pager.check_topic().await);
-        Ok(metrics::heartbeat(FUNCTION, checks)?)
+        Ok(metrics::heartbeat(FUNCTION, checks))
     }
 
     /// Reads the resource's guard, lets `change` edit it (returning whether it
@@ -812,7 +813,9 @@ impl Remediator {
                     "another invocation changed the guardrail state; the next sweep retries",
                 ));
             }
-            let result = apply::act(&self.clients, action).await;
+            let result = apply::act(&self.clients, action)
+                .await
+                .map_err(|e| e.message);
             self.settle(resource, &alarm.name, action, &result, now)
                 .await?;
             let about = About {

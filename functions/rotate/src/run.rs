@@ -10,7 +10,7 @@ use crate::plan::{
 };
 use crate::secret::{AdminSecret, DbSecret, Endpoint};
 use crate::{RotateError, Rotator};
-use autopilot_shared::aws::AwsCallError;
+use autopilot_shared::aws::{AwsCallError, NotRepeatedIfSent};
 use autopilot_shared::invocation::{Coded, Failure, Outcome};
 use serde_json::Value;
 use std::sync::Mutex;
@@ -838,12 +838,18 @@ impl<'a> Run<'a> {
         let mut redeployed = Vec::new();
         for c in &consumers {
             let key = format!("{}/{}", c.cluster, c.service);
+            // A forced deployment is no absolute value: the SDK does not repeat it
+            // once sent, so a lost answer cannot start a second rolling restart.
             self.rotator
                 .ecs
                 .update_service()
                 .cluster(&c.cluster)
                 .service(&c.service)
                 .force_new_deployment(true)
+                .customize()
+                .config_override(
+                    aws_sdk_ecs::config::Builder::default().retry_classifier(NotRepeatedIfSent),
+                )
                 .send()
                 .await
                 .map_err(AwsCallError::of("UpdateService", &key))?;
