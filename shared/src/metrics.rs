@@ -18,7 +18,7 @@
 //! A process has one collector ([`init`]); without it every count is a no-op.
 
 use crate::aws::AwsCallError;
-use crate::invocation::Outcome;
+use crate::invocation::{Coded, Outcome};
 use metrics_cloudwatch_embedded::Collector;
 use serde_json::Value;
 use std::future::Future;
@@ -220,43 +220,56 @@ pub async fn flushed<F: Future>(work: F) -> F::Output {
     out
 }
 
+/// The action of a heartbeat's outcome for a dependency that did not answer.
+pub const UNREACHABLE: &str = "unreachable";
+
 /// The heartbeat: each dependency the function checked, with the result of
-/// its cheap read-only call. When all answered it counts [`name::HEARTBEAT`] and
-/// returns one outcome per dependency. Otherwise it counts nothing, so the
-/// heartbeat alarm fires if this goes on, and fails with an error naming every
-/// dependency that did not answer and why.
-pub fn heartbeat(
-    function: &str,
-    checks: Vec<(String, Result<(), AwsCallError>)>,
-) -> Result<Vec<Outcome>, AwsCallError> {
-    let failed: Vec<(&String, &AwsCallError)> = checks
-        .iter()
-        .filter_map(|(dependency, r)| r.as_ref().err().map(|e| (dependency, e)))
-        .collect();
-    if !failed.is_empty() {
-        let dependencies: Vec<&str> = failed.iter().map(|(d, _)| d.as_str()).collect();
-        return Err(AwsCallError {
-            operation: "Heartbeat",
-            resource: dependencies.join(", "),
-            message: failed
-                .iter()
-                .map(|(d, e)| format!("{d} did not answer: {e}"))
-                .collect::<Vec<_>>()
-                .join("; "),
-            // Worth retrying only if every failure is: a refusal (access denied,
-            // not found) fails the same way until someone changes something.
-            retryable: failed.iter().all(|(_, e)| e.retryable),
-        });
-    }
-    count(function, name::HEARTBEAT);
-    Ok(checks
+/// its cheap read-only call, as one outcome per dependency: `check` for one
+/// that answered, [`UNREACHABLE`] (with the AWS error as its reason) for one
+/// that did not. When all answered it counts [`name::HEARTBEAT`].
+///
+/// A dependency that did not answer never fails the invocation. A failed
+/// invocation would be retried by Lambda and then land in the dead-letter
+/// queue, whose alarm would sit in ALARM until someone deleted it, so a real
+/// event dead-lettered later would page no one. Instead each dependency that
+/// did not answer is logged at ERROR with its AWS error, and no heartbeat is
+/// counted, so the function's heartbeat alarm fires within its window.
+pub fn heartbeat(function: &str, checks: Vec<(String, Result<(), AwsCallError>)>) -> Vec<Outcome> {
+    let mut answered = true;
+    let outcomes = checks
         .into_iter()
-        .map(|(dependency, _)| Outcome::new(dependency, "check", "answered the heartbeat's read"))
-        .collect())
+        .map(|(dependency, result)| match result {
+            Ok(()) => Outcome::new(dependency, "check", "answered the heartbeat's read"),
+            Err(e) => {
+                answered = false;
+                tracing::error!(
+                    dependency = %dependency,
+                    operation = e.operation,
+                    error_type = e.code(),
+                    error = %e,
+                    action = UNREACHABLE,
+                    "heartbeat: a dependency did not answer; no heartbeat is counted"
+                );
+                Outcome::new(dependency, UNREACHABLE, e.to_string())
+                    .with("operation", e.operation)
+                    .with("error_type", e.code())
+            }
+        })
+        .collect();
+    if answered {
+        count(function, name::HEARTBEAT);
+    }
+    outcomes
 }
 
 /// The heartbeat's check of the on-call topic: GetTopicAttributes (TopicArn, its
 /// one required parameter) reads the topic without publishing, so no one is paged.
+///
+/// It proves that the topic exists and that the function's credentials, grant
+/// and network path reach SNS. It does not prove that a page can be published:
+/// reading attributes never uses the topic's KMS key, so a disabled or deleted
+/// key, or a key policy that no longer lets the function or CloudWatch use it,
+/// passes this check while every publish fails.
 pub async fn check_topic(
     sns: &aws_sdk_sns::Client,
     topic_arn: &str,
@@ -527,6 +540,31 @@ mod tests {
         assert!(take().is_empty());
     }
 
+    /// The log lines written while `f` runs, through the production subscriber.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, Vec<Value>) {
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = crate::logging::json_subscriber(move || writer.clone(), "info");
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let parsed = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (out, parsed)
+    }
+
     #[test]
     fn a_heartbeat_counts_only_when_every_dependency_answers() {
         let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
@@ -537,19 +575,46 @@ mod tests {
             message: "NotFound".into(),
             retryable: false,
         };
-        let err = heartbeat(
-            "autopilot-test",
-            vec![
-                ("ECS".into(), Ok(())),
-                ("the on-call topic".into(), Err(refused)),
-            ],
-        )
-        .unwrap_err();
-        assert_eq!(err.resource, "the on-call topic");
-        assert!(err.to_string().contains("GetTopicAttributes"), "{err}");
-        assert!(!err.retryable);
-        assert!(take().is_empty(), "a failed heartbeat emits nothing");
-        let outcomes = heartbeat("autopilot-test", vec![("ECS".into(), Ok(()))]).unwrap();
+        // A dependency that did not answer: an outcome naming it and why, an
+        // ERROR line with the AWS error, and no heartbeat. Never an error.
+        let (outcomes, lines) = logged(|| {
+            heartbeat(
+                "autopilot-test",
+                vec![
+                    ("ECS".into(), Ok(())),
+                    ("the on-call topic".into(), Err(refused)),
+                ],
+            )
+        });
+        assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+        assert_eq!(
+            (outcomes[0].resource.as_str(), outcomes[0].action.as_str()),
+            ("ECS", "check")
+        );
+        let down = &outcomes[1];
+        assert_eq!(
+            (down.resource.as_str(), down.action.as_str()),
+            ("the on-call topic", UNREACHABLE)
+        );
+        assert!(
+            down.reason.contains("GetTopicAttributes") && down.reason.contains("NotFound"),
+            "{down:?}"
+        );
+        assert_eq!(down.detail("error_type"), Some("autopilot.AwsCallRefused"));
+        let errors: Vec<&Value> = lines.iter().filter(|l| l["level"] == "ERROR").collect();
+        assert_eq!(errors.len(), 1, "{lines:#?}");
+        assert_eq!(errors[0]["dependency"], "the on-call topic");
+        assert!(
+            errors[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("NotFound")),
+            "{lines:#?}"
+        );
+        assert!(
+            take().is_empty(),
+            "a heartbeat with a dependency down counts nothing"
+        );
+        let outcomes = heartbeat("autopilot-test", vec![("ECS".into(), Ok(()))]);
         assert_eq!(outcomes[0].resource, "ECS");
         let docs = take();
         assert_eq!(docs.len(), 1);

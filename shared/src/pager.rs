@@ -495,13 +495,13 @@ impl Pager {
         &self.source
     }
 
-    /// Publishes one page and returns the SNS message id.
     /// The heartbeat's check of the on-call topic (`metrics::check_topic`): read,
     /// never published to.
     pub async fn check_topic(&self) -> (String, Result<(), crate::aws::AwsCallError>) {
         crate::metrics::check_topic(&self.sns, &self.topic_arn).await
     }
 
+    /// Publishes one page and returns the SNS message id.
     pub async fn send(&self, page: &Page) -> Result<String, PageError> {
         let mut page = page.clone();
         if page.source.is_empty() {

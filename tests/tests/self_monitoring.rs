@@ -10,6 +10,7 @@
 use autopilot_shared::metrics::{self, name};
 use autopilot_shared::pager::{Action, Page, Severity};
 use autopilot_shared::{Failure, Pager, Report};
+use autopilot_tests::logs::{capture, Captured};
 use autopilot_tests::snapshots::{self as rds, DR, SOURCE};
 use autopilot_tests::template::{properties, scheduled_event, template};
 use autopilot_tests::{Stack, REGION};
@@ -111,20 +112,57 @@ fn assert_beat(
     );
 }
 
-/// What a heartbeat with a broken dependency must show: a failed invocation
-/// whose error names the dependency, and no Heartbeat counted.
-fn assert_no_beat(function: &str, report: Result<Report, Failure>, dependency: &str) {
-    let failure = report.expect_err("a heartbeat with a broken dependency fails");
+/// What a heartbeat with a broken dependency must show. The invocation answers
+/// Ok: a failed one would be retried by Lambda and then fill the dead-letter
+/// queue, whose alarm would then stay in ALARM and page no one about a real
+/// event dead-lettered later. The report names the dependency with the action
+/// `unreachable` and the AWS error; an ERROR line names it too; no Heartbeat is
+/// counted, so the heartbeat alarm fires; nothing is published.
+fn assert_no_beat(
+    stack: &Stack,
+    function: &str,
+    report: Result<Report, Failure>,
+    logs: &Captured,
+    dependency: &str,
+) {
+    let report = report.unwrap_or_else(|f| {
+        panic!("{function}: a heartbeat with a broken dependency failed its invocation: {f:?}")
+    });
+    let down: Vec<_> = report
+        .outcomes
+        .iter()
+        .filter(|o| o.action == metrics::UNREACHABLE)
+        .collect();
     assert!(
-        failure.message.contains(dependency),
-        "{function}: the error does not name {dependency}: {}",
-        failure.message
+        down.iter()
+            .any(|o| o.resource.contains(dependency) && !o.reason.is_empty()),
+        "{function}: no `unreachable` outcome names {dependency}: {report:?}"
     );
-    assert!(failure.code.starts_with("autopilot.AwsCall"), "{failure:?}");
+    for o in &down {
+        assert!(
+            o.detail("error_type")
+                .is_some_and(|t| t.starts_with("autopilot.AwsCall")),
+            "{function}: {o:?}"
+        );
+    }
+    let lines = logs.lines();
+    assert!(
+        lines.iter().any(|l| l["level"] == "ERROR"
+            && l["dependency"]
+                .as_str()
+                .is_some_and(|d| d.contains(dependency))
+            && l["error"].as_str().is_some_and(|e| !e.is_empty())),
+        "{function}: no ERROR line names {dependency} and its error: {lines:#?}"
+    );
     assert_eq!(
         counted(&flushed(), function, name::HEARTBEAT),
         None,
-        "{function} counted a heartbeat that failed"
+        "{function} counted a heartbeat with {dependency} down"
+    );
+    assert!(
+        !stack.calls().iter().any(|c| c.contains("Publish")),
+        "a heartbeat pages no one: {:?}",
+        stack.calls()
     );
 }
 
@@ -160,7 +198,7 @@ async fn deploys_heartbeat_reads_the_topic_ecs_and_ecr_and_counts() {
 }
 
 #[tokio::test]
-async fn deploys_heartbeat_without_its_topic_fails_naming_it() {
+async fn deploys_heartbeat_without_its_topic_answers_ok_naming_it_and_counts_no_heartbeat() {
     let _turn = TURN.lock().await;
     flushed();
     let stack = Stack::new("beat_deploy_topic").await;
@@ -179,8 +217,14 @@ async fn deploys_heartbeat_without_its_topic_fails_naming_it() {
     ]))
     .expect("configuration");
     let f = deploy::Deployer::new(&stack.sdk, config);
-    let report = f.handle(invocation(heartbeat("DeployFunction"))).await;
-    assert_no_beat(deploy::FUNCTION, report, &format!("SNS topic {gone}"));
+    let (report, logs) = capture(f.handle(invocation(heartbeat("DeployFunction")))).await;
+    assert_no_beat(
+        &stack,
+        deploy::FUNCTION,
+        report,
+        &logs,
+        &format!("SNS topic {gone}"),
+    );
 }
 
 #[tokio::test]
@@ -225,7 +269,7 @@ async fn rotates_heartbeat_describes_each_secret_and_writes_nothing() {
 }
 
 #[tokio::test]
-async fn rotates_heartbeat_without_its_secret_fails_naming_it() {
+async fn rotates_heartbeat_without_its_secret_answers_ok_naming_it_and_counts_no_heartbeat() {
     let _turn = TURN.lock().await;
     flushed();
     let stack = Stack::new("beat_rotate_gone").await;
@@ -235,8 +279,14 @@ async fn rotates_heartbeat_without_its_secret_fails_naming_it() {
         stack.rotation_config(json!([{"secret": secret, "strategy": "random"}])),
     )
     .expect("rotate cold start");
-    let report = f.handle(invocation(heartbeat("RotateFunction"))).await;
-    assert_no_beat(rotate::FUNCTION, report, &format!("secret {secret}"));
+    let (report, logs) = capture(f.handle(invocation(heartbeat("RotateFunction")))).await;
+    assert_no_beat(
+        &stack,
+        rotate::FUNCTION,
+        report,
+        &logs,
+        &format!("secret {secret}"),
+    );
 }
 
 #[tokio::test]
@@ -290,16 +340,18 @@ async fn remediates_heartbeat_reads_its_table_and_cloudwatch() {
 }
 
 #[tokio::test]
-async fn remediates_heartbeat_without_its_table_fails_naming_it() {
+async fn remediates_heartbeat_without_its_table_answers_ok_naming_it_and_counts_no_heartbeat() {
     let _turn = TURN.lock().await;
     flushed();
     let stack = Stack::new("beat_remediate_table").await;
     let table = stack.name("no-such-table");
     let f = remediate::Remediator::new(&stack.sdk, stack.remediate_config(&table, &[]));
-    let report = f.handle(invocation(heartbeat("RemediateFunction"))).await;
+    let (report, logs) = capture(f.handle(invocation(heartbeat("RemediateFunction")))).await;
     assert_no_beat(
+        &stack,
         remediate::FUNCTION,
         report,
+        &logs,
         &format!("DynamoDB table {table}"),
     );
 }
@@ -353,7 +405,7 @@ async fn snapshots_heartbeat_reads_both_regions() {
 }
 
 #[tokio::test]
-async fn snapshots_heartbeat_refused_by_rds_fails_naming_the_database() {
+async fn snapshots_heartbeat_refused_by_rds_answers_ok_naming_the_database() {
     let _turn = TURN.lock().await;
     flushed();
     let stack = Stack::new("beat_snapshot_refused").await;
@@ -361,9 +413,9 @@ async fn snapshots_heartbeat_refused_by_rds_fails_naming_the_database() {
     rds::create_instance(SOURCE, &db, false).await;
     let f = snapshot_function(&stack, json!([{"instance": db}]));
     stack.fail_next("DescribeDBSnapshots", 1, "AccessDenied");
-    let report = f.handle(invocation(heartbeat("SnapshotFunction"))).await;
+    let (report, logs) = capture(f.handle(invocation(heartbeat("SnapshotFunction")))).await;
     stack.clear_faults(&stack.prefix);
-    assert_no_beat(snapshot::FUNCTION, report, &db);
+    assert_no_beat(&stack, snapshot::FUNCTION, report, &logs, &db);
 }
 
 const ROUTING_KEY: &str = "R0ut1ngKeyR0ut1ngKeyR0ut1ngKey12";
@@ -397,15 +449,14 @@ async fn the_relays_heartbeat_reads_the_routing_key_and_posts_nothing() {
 }
 
 #[tokio::test]
-async fn the_relays_heartbeat_without_its_secret_fails_naming_it() {
+async fn the_relays_heartbeat_without_its_secret_answers_ok_naming_it_and_counts_no_heartbeat() {
     let _turn = TURN.lock().await;
     flushed();
     let stack = Stack::new("beat_relay_gone").await;
     let secret = stack.name("pagerduty");
-    let report = relay(&stack, &secret)
-        .handle(invocation(heartbeat("PagerDutyRelayFunction")))
-        .await;
-    assert_no_beat(pagerduty::FUNCTION, report, &secret);
+    let f = relay(&stack, &secret);
+    let (report, logs) = capture(f.handle(invocation(heartbeat("PagerDutyRelayFunction")))).await;
+    assert_no_beat(&stack, pagerduty::FUNCTION, report, &logs, &secret);
 }
 
 #[tokio::test]
@@ -583,13 +634,43 @@ fn every_function_is_watched_for_errors_throttles_and_its_heartbeat() {
             assert_eq!(a.get("Condition").and_then(Value::as_str), *condition);
             let p = &a["Properties"];
             assert_eq!(p["Statistic"], "Sum", "{id} {metric}");
-            assert_eq!(p["Threshold"], 0, "{id} {metric}");
-            assert_eq!(p["ComparisonOperator"], "GreaterThanThreshold");
             assert_eq!(
                 p["TreatMissingData"], "notBreaching",
                 "no invocations is fine"
             );
+            // Both page only when it lasts: in each of 3 consecutive periods of
+            // 5 minutes (DatapointsToAlarm 3 of EvaluationPeriods 3).
+            assert_eq!(
+                (
+                    &p["Period"],
+                    &p["EvaluationPeriods"],
+                    &p["DatapointsToAlarm"]
+                ),
+                (&json!(300), &json!(3), &json!(3)),
+                "{id} {metric}"
+            );
         }
+        // Errors: Sum >= 1 in each period. One failed invocation, which Lambda
+        // retries 1 and 2 minutes later, spans at most 2 periods: errors that
+        // heal themselves (a delivery race, a deliberate failure for a retry)
+        // page no one, and an event that fails every retry pages through the
+        // dead-letter-queue alarm.
+        let errors = &alarm_on("AWS/Lambda", "Errors", "FunctionName", &me)["Properties"];
+        assert_eq!(
+            (&errors["ComparisonOperator"], &errors["Threshold"]),
+            (&json!("GreaterThanOrEqualToThreshold"), &json!(1)),
+            "{id} Errors"
+        );
+        let description = errors["AlarmDescription"].as_str().unwrap_or_default();
+        for says in ["three 5-minute periods", "retry", "dead-letter-queue alarm"] {
+            assert!(description.contains(says), "{id} Errors: {description}");
+        }
+        let throttles = &alarm_on("AWS/Lambda", "Throttles", "FunctionName", &me)["Properties"];
+        assert_eq!(
+            (&throttles["ComparisonOperator"], &throttles["Threshold"]),
+            (&json!("GreaterThanThreshold"), &json!(0)),
+            "{id} Throttles"
+        );
         let beat = alarm_on(metrics::NAMESPACE, name::HEARTBEAT, metrics::FUNCTION, &me);
         assert_eq!(beat.get("Condition").and_then(Value::as_str), *condition);
         let p = &beat["Properties"];
@@ -632,6 +713,29 @@ fn the_on_call_topics_key_lets_cloudwatch_alarms_publish() {
         cloudwatch["Action"],
         json!(["kms:Decrypt", "kms:GenerateDataKey*"])
     );
+    // Confused deputy: only this account's alarms of this stack on itself.
+    assert_eq!(
+        cloudwatch["Condition"],
+        json!({
+            "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+            "ArnLike": {"aws:SourceArn": {"Fn::Sub": SELF_ALARM_ARNS}},
+        })
+    );
+    // ... which covers every alarm the template has, so none is left unable to page.
+    let pattern = SELF_ALARM_ARNS.strip_suffix('*').expect("a prefix pattern");
+    for (id, a) in alarms() {
+        let name = a["Properties"]["AlarmName"]["Fn::Sub"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id}: AlarmName is not an Fn::Sub"));
+        let arn = format!(
+            "arn:${{AWS::Partition}}:cloudwatch:${{AWS::Region}}:${{AWS::AccountId}}:alarm:{name}"
+        );
+        assert!(
+            arn.starts_with(pattern),
+            "{id}: {arn} is not {SELF_ALARM_ARNS}"
+        );
+        assert!(!arn[pattern.len()..].contains("${"), "{id}: {arn}");
+    }
     // Publishers in the account use it through SNS, as they did alias/aws/sns.
     let through_sns = statements
         .iter()
@@ -641,6 +745,62 @@ fn the_on_call_topics_key_lets_cloudwatch_alarms_publish() {
         through_sns["Condition"]["StringEquals"]["kms:CallerAccount"],
         json!({"Ref": "AWS::AccountId"})
     );
+}
+
+/// The alarms that may use the on-call topic's key through CloudWatch: this
+/// stack's alarms on itself, in its account and region.
+const SELF_ALARM_ARNS: &str =
+    "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:autopilot-self-${AWS::StackName}-*";
+
+/// Lambda filters JSON application logs by level (INFO unless
+/// `ApplicationLogLevel` says otherwise) and reads a line without a `level` as
+/// INFO (Lambda developer guide, "Log-level filtering"). EMF lines have none:
+/// a level above INFO would drop every metric, and every heartbeat alarm would fire.
+#[test]
+fn no_function_filters_out_its_emf_lines() {
+    let globals = &template()["Globals"]["Function"]["LoggingConfig"];
+    let mut configs = vec![("Globals", globals)];
+    for (id, _, _) in FUNCTIONS {
+        configs.push((id, &properties(id)["LoggingConfig"]));
+    }
+    for (id, config) in configs {
+        if id != "Globals" {
+            assert_eq!(config["LogFormat"], "JSON", "{id}: {config}");
+        }
+        match config.get("ApplicationLogLevel") {
+            None => {}
+            Some(Value::String(level)) => assert!(
+                ["TRACE", "DEBUG", "INFO"].contains(&level.as_str()),
+                "{id}: ApplicationLogLevel {level} drops the EMF lines, which Lambda reads as INFO"
+            ),
+            Some(other) => panic!(
+                "{id}: ApplicationLogLevel {other} is not a literal this test can hold to INFO or below"
+            ),
+        }
+    }
+}
+
+/// The PagerDuty relay cannot page about itself: the stack says, in its
+/// outputs, when it is the only channel of the alarms on autopilot itself.
+#[test]
+fn the_outputs_warn_when_the_relay_is_the_only_channel() {
+    let value = &template()["Outputs"]["SelfAlarmChannels"]["Value"];
+    for endpoint in [true, false] {
+        for pagerduty in [true, false] {
+            let conditions = [("HasOnCallEndpoint", endpoint), ("HasPagerDuty", pagerduty)];
+            let text = render(value, &conditions);
+            assert_eq!(
+                text.starts_with("WARNING") && text.contains("OnCallEndpoint"),
+                pagerduty && !endpoint,
+                "{conditions:?}: {text}"
+            );
+        }
+    }
+    // Alarm notifications carry no message attributes: no subscriber is told to filter on one.
+    let topic = template()["Outputs"]["OnCallTopicArn"]["Description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(topic.contains("carry no attributes"), "{topic}");
 }
 
 /// The dashboard body as CloudFormation renders it for a stack whose

@@ -202,7 +202,7 @@ impl Relay {
         let outcomes = metrics::heartbeat(
             FUNCTION,
             vec![(format!("the routing key's secret {secret}"), read)],
-        )?;
+        );
         Ok(Report {
             event: format!("Scheduled Task {HEARTBEAT_TASK}"),
             dry_run: false,
@@ -267,9 +267,6 @@ impl Relay {
     }
 }
 
-/// The PagerDuty Events v2 document a page carries as its SNS message (the
-/// `lambda` key of autopilot's `MessageStructure=json` messages), checked for the
-/// fields PagerDuty requires.
 /// A CloudWatch alarm notification (autopilot's alarms on itself publish to
 /// the on-call topic in CloudWatch's own JSON) as a PagerDuty event: ALARM
 /// triggers and OK resolves, keyed by the alarm's name. `None`: not an alarm
@@ -320,6 +317,9 @@ fn bounded(text: &str, max: usize) -> String {
     text[..end].to_string()
 }
 
+/// The PagerDuty Events v2 document a page carries as its SNS message (the
+/// `lambda` key of autopilot's `MessageStructure=json` messages), checked for the
+/// fields PagerDuty requires.
 pub fn pagerduty_document(message: &str) -> Result<Value, String> {
     let doc: Value = serde_json::from_str(message)
         .map_err(|_| "is not an autopilot page (not JSON)".to_string())?;

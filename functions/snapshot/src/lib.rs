@@ -175,7 +175,7 @@ impl Snapshotter {
             checks.push((format!("RDS in the DR region {dr_region}"), result));
         }
         checks.push(self.pager.check_topic().await);
-        Ok(metrics::heartbeat(FUNCTION, checks)?)
+        Ok(metrics::heartbeat(FUNCTION, checks))
     }
 
     fn apply(&self) -> Apply<'_> {
