@@ -154,7 +154,7 @@ impl Config {
                 if dr_region == region {
                     return Err(ConfigError::new(
                         DR_REGION,
-                        format!("is {region}, the function's own region: copies must go to another region"),
+                        format!("is {region}, the function's own region ({AWS_REGION}): copies must go to another region"),
                     ));
                 }
                 let kms_key = lookup(DR_KMS_KEY).filter(|k| !k.trim().is_empty());
@@ -285,7 +285,7 @@ fn check_kms_key(key: &str, dr_region: &str) -> Result<(), ConfigError> {
         return Err(ConfigError::new(
             DR_KMS_KEY,
             format!(
-                "the key is in {}, but copies are made in {dr_region}: KMS keys are regional",
+                "the key is in {}, but copies are made in {dr_region} ({DR_REGION}): KMS keys are regional",
                 parts[3]
             ),
         ));
