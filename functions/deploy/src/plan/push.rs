@@ -373,6 +373,37 @@ pub fn plan_service(
                 image,
             };
         } else if let (Some(theirs), Some(ours)) = (last.push_event_time, push.event_time) {
+            let later_image = pinned(&registry, &last.repository, &last.digest);
+            if theirs > ours
+                && last.deployment_id.is_none()
+                && last.previous == current_arn
+                && target
+                    .containers
+                    .iter()
+                    .all(|c| container_image(latest, c) == Some(later_image.as_str()))
+                && matches!(interrupted(found, latest, &key), Interrupted::BeforeUpdate)
+            {
+                // The later push is not handled yet: its attempt registered this
+                // revision and stopped before UpdateService, and Lambda retries it.
+                // Skipping this push as stale would leave the service on an image
+                // older than both until that retry succeeds, for ever if it never
+                // does. The later push's own revision goes out now (its image on what
+                // the service runs, nothing deployed since): its retry finds it running.
+                let arn = arn_of(latest).to_string();
+                return Decision::Deploy {
+                    reason: format!(
+                        "{} was pushed; a later push ({} at {}) registered {} and stopped before UpdateService: deploying that, the newest image",
+                        label(push),
+                        last.image_label(),
+                        theirs.to_rfc3339(),
+                        revision_name(&arn)
+                    ),
+                    revision: Revision::Reuse(arn),
+                    deployment_configuration,
+                    record: last,
+                    image: later_image,
+                };
+            }
             if theirs > ours {
                 return Decision::Skip {
                     reason: format!(
@@ -1073,6 +1104,54 @@ mod tests {
         let observed = found_with(|f| f.latest = Some(ours), &format!("{REG}/backend:v1"));
         // A redelivery of an earlier push (10:00) must not deploy over that history.
         let d = plan_service(&push(), &target(), &observed, &PushTimes::default());
+        assert_eq!(d.action(), "skip", "{d:?}");
+        assert!(d.reason().contains("stale"), "{}", d.reason());
+    }
+
+    #[test]
+    fn a_push_older_than_a_later_push_stopped_before_update_deploys_the_later_one() {
+        // The later push (10:05) registered its revision and stopped before
+        // UpdateService; Lambda will retry it. It is not handled: this push (10:00)
+        // deploys the later image on that revision, so the service does not stay
+        // on v1 if the retry never comes.
+        let later = latest_of_ours(
+            &[
+                (tag::PUSH_EVENT, "the-later-push"),
+                (tag::PUSH_EVENT_TIME, "2026-11-23T10:05:00Z"),
+            ],
+            "sha256:later",
+        );
+        let observed = found_with(
+            |f| f.latest = Some(later.clone()),
+            &format!("{REG}/backend:v1"),
+        );
+        let d = plan_service(&push(), &target(), &observed, &PushTimes::default());
+        let Decision::Deploy {
+            revision: Revision::Reuse(arn),
+            record,
+            image,
+            ..
+        } = &d
+        else {
+            panic!("{d:?}");
+        };
+        assert_eq!(arn, LATEST_ARN);
+        assert_eq!(
+            record.digest, "sha256:later",
+            "the page is the later image's"
+        );
+        assert_eq!(image, &format!("{REG}/backend@sha256:later"));
+
+        // Once a deployment came since it was registered, it was handled: stale.
+        let deployed_since = found_with(
+            |f| {
+                f.latest = Some(later.clone());
+                f.service.deployments.as_mut().unwrap()[0].created_at =
+                    Some(aws_smithy_types::DateTime::from_secs(3_000));
+            },
+            &format!("{REG}/backend:v1"),
+        );
+        let d = plan_service(&push(), &target(), &deployed_since, &PushTimes::default());
         assert_eq!(d.action(), "skip", "{d:?}");
         assert!(d.reason().contains("stale"), "{}", d.reason());
     }
