@@ -332,7 +332,7 @@ impl Remediator {
             return Err(error);
         };
         match self.resource(target, o.runbook).await {
-            Ok(now) if plan::already_done(action, Some(&now), since) => {
+            Ok(now) if plan::took_effect(action, o.resource.as_ref(), &now, since) => {
                 tracing::warn!(resource = %target.key(), action = action.verb(), error = %error, reason = "the call failed, but a read shows the action took effect", "remediation verified");
                 Ok(())
             }

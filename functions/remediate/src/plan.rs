@@ -716,6 +716,30 @@ pub fn already_done(action: &Action, resource: Option<&Resource>, claimed_at: i6
     }
 }
 
+/// Whether `action`, whose call failed in a way that may come after AWS acted, took
+/// effect: the resource read `before` the call against the one read `after` it. A
+/// forced deployment shows as a deployment `before` did not have (by id: a time
+/// would count one started in the same second before the call); the rest as in
+/// [`already_done`].
+pub fn took_effect(
+    action: &Action,
+    before: Option<&Resource>,
+    after: &Resource,
+    since: i64,
+) -> bool {
+    match (action, before, after) {
+        (
+            Action::ForceDeployment { .. },
+            Some(Resource::Service(before)),
+            Resource::Service(after),
+        ) => after
+            .deployments
+            .iter()
+            .any(|d| !before.deployments.iter().any(|b| b.id == d.id)),
+        _ => already_done(action, Some(after), since),
+    }
+}
+
 /// The guard once `action`, answering `alarm`, has ended with `result`.
 pub fn settle(
     guard: &Guard,
@@ -1468,6 +1492,49 @@ mod tests {
         ));
         d.pending_allocated_gib = Some(120);
         assert!(already_done(&grow, Some(&Resource::Database(d)), 0));
+    }
+
+    #[test]
+    fn a_failed_restart_took_effect_only_if_a_new_deployment_shows() {
+        let restart = Action::ForceDeployment {
+            cluster: "prod".into(),
+            service: "web".into(),
+        };
+        let before = Resource::Service(service(2));
+        // The deployment before the call started in the same second as the claim:
+        // by time it would pass for the restart's (the fault matrix found this).
+        let created = service(2).deployments[0].created_at.unwrap().timestamp();
+        assert!(!took_effect(&restart, Some(&before), &before, created));
+        let mut after = service(2);
+        after.deployments.insert(
+            0,
+            Deployment {
+                id: "ecs-svc/9".into(),
+                created_at: None,
+                ..after.deployments[0].clone()
+            },
+        );
+        assert!(took_effect(
+            &restart,
+            Some(&before),
+            &Resource::Service(after),
+            created
+        ));
+        // Other actions are read as already_done reads them.
+        let mut scaled = service(2);
+        scaled.desired = 4;
+        assert!(took_effect(
+            &desired(2, 4),
+            Some(&before),
+            &Resource::Service(scaled),
+            created
+        ));
+        assert!(!took_effect(
+            &desired(2, 4),
+            Some(&before),
+            &before,
+            created
+        ));
     }
 
     #[test]
