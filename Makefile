@@ -1,5 +1,5 @@
 # The two commands of the README, and the set-up both run first.
-.PHONY: setup test demo demo-serve lint bench fuzz
+.PHONY: setup test demo demo-serve lint bench fuzz soak
 
 setup:
 	@scripts/setup.sh
@@ -47,3 +47,14 @@ fuzz: setup
 	AUTOPILOT_HOSTILE_CASES=$(FUZZ_CASES) AUTOPILOT_HOSTILE_LOG="$(CURDIR)/target/fuzz-cases.tsv" \
 	  cargo test --profile fuzz -p autopilot-tests --test hostile_input
 	@awk -F'\t' '{ print; cases += $$2 } END { printf "total: %d cases\n", cases }' "$(CURDIR)/target/fuzz-cases.tsv"
+
+## make soak: at least SOAK_EVENTS mixed events (pushes and verdicts, alarm flips, rotations,
+## snapshots and checks) replayed against the emulator with duplicates, disorder and
+## injected faults drawn from SOAK_SEED; reports lost events, duplicated actions, invariant
+## breaks and memory growth, and fails unless all are zero. Optimised (the bench's profile),
+## outside CI; about 8 minutes on 2 cores (docs/reliability.md, "Soak").
+SOAK_EVENTS ?= 10000
+SOAK_SEED ?= 20261124
+soak: setup
+	SOAK_EVENTS=$(SOAK_EVENTS) SOAK_SEED=$(SOAK_SEED) \
+	  cargo run --quiet --profile bench-harness -p autopilot-tests --bin soak

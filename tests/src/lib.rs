@@ -21,6 +21,7 @@ pub mod postgres;
 pub mod rotation;
 pub mod snapshots;
 pub mod template;
+pub mod worlds;
 
 pub use emulator::*;
 pub use events::*;

@@ -11,10 +11,11 @@ use autopilot_shared::{Failure, Report};
 use autopilot_tests::faults::{
     self, cases, run_matrix, with_lambda_retries, Attempt, Case, Fault, FaultProxy,
 };
+use autopilot_tests::worlds::{DeployWorld, RemediateWorld, RotateWorld, SnapshotWorld};
 use autopilot_tests::*;
 use autopilot_tests::{postgres, rotation};
 use lambda_runtime::{Context, LambdaEvent};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Cases of one function run this many at a time.
 const PARALLEL: usize = 4;
@@ -89,71 +90,6 @@ fn finish(proxy: &FaultProxy, case: Option<&Case>) -> Result<Vec<String>, String
 // deploy: a push of v1.4.2 to prod/backend, which runs v1.4.1
 // ---------------------------------------------------------------------------
 
-struct DeployWorld {
-    stack: Stack,
-    repo: String,
-    cluster: String,
-    family: String,
-}
-
-impl DeployWorld {
-    async fn new() -> Self {
-        let stack = Stack::new("faults-deploy").await;
-        let repo = stack.repository("backend").await;
-        stack.push(&repo, "v1.4.1").await;
-        let cluster = stack.cluster("prod").await;
-        let family = stack.name("backend");
-        let td = stack
-            .task_definition(&family, "app", &stack.image(&repo, "v1.4.1"))
-            .await;
-        stack
-            .service(&cluster, "backend", td.task_definition_arn().unwrap())
-            .await;
-        Self {
-            stack,
-            repo,
-            cluster,
-            family,
-        }
-    }
-
-    fn mapping(&self) -> Value {
-        json!([{"repository": self.repo, "tags": ["v*"], "cluster": self.cluster, "service": "backend", "container": "app"}])
-    }
-
-    /// The family's revision that runs `tag` (the one a rollback restores).
-    async fn revision_running(&self, tag: &str) -> String {
-        let image = self.stack.image(&self.repo, tag);
-        for arn in self.stack.revisions(&self.family).await {
-            let (td, _) = self.stack.describe_task_definition(&arn).await;
-            if td
-                .container_definitions()
-                .iter()
-                .any(|c| c.image() == Some(image.as_str()))
-            {
-                return arn;
-            }
-        }
-        panic!("no revision of {} runs {image}", self.family)
-    }
-
-    /// The family's revisions whose app container runs `digest`.
-    async fn revisions_of(&self, digest: &str) -> Vec<String> {
-        let mut found = Vec::new();
-        for arn in self.stack.revisions(&self.family).await {
-            let (td, _) = self.stack.describe_task_definition(&arn).await;
-            if td
-                .container_definitions()
-                .iter()
-                .any(|c| c.image().is_some_and(|i| i.ends_with(digest)))
-            {
-                found.push(arn);
-            }
-        }
-        found
-    }
-}
-
 /// RegisterTaskDefinition has no client token: deploy does not let the SDK repeat it.
 const DEPLOY_NOT_REPEATED: &[&str] = &["RegisterTaskDefinition"];
 
@@ -161,12 +97,9 @@ const DEPLOY_NOT_REPEATED: &[&str] = &["RegisterTaskDefinition"];
 /// never a rollback to an older image; the service ends on the new image, and
 /// on-call was told it started.
 async fn deploy_case(case: Option<&Case>) -> Result<Vec<String>, String> {
-    let w = DeployWorld::new().await;
+    let w = DeployWorld::new("faults-deploy").await;
     let proxy = FaultProxy::start();
-    let deployer = deploy::Deployer::new(
-        &proxy.sdk_config().await,
-        w.stack.config(w.mapping(), false),
-    );
+    let deployer = w.deployer(&proxy.sdk_config().await);
     let digest = w.stack.push(&w.repo, "v1.4.2").await;
     let event = ecr_event(&w.repo, Some("v1.4.2"), &digest, "PUSH", "SUCCESS");
     if let Some(c) = case {
@@ -319,29 +252,14 @@ fn every_fault_is_in_the_matrix_with_the_count_that_tests_its_hardest_path() {
 /// never silent: on-call is paged the action, and the OK resolves that page.
 async fn remediate_case(case: Option<&Case>) -> Result<Vec<String>, String> {
     use autopilot_tests::alarms::{AlarmSpec, Form};
-    use remediate::config as rc;
-    let stack = Stack::new("faults-remediate").await;
-    let table = stack.guard_table().await;
-    let cluster = stack.cluster("prod").await;
-    let service = stack.name("web");
-    let td = stack
-        .task_definition(&stack.name("web"), "app", "nginx:1.27")
-        .await;
-    stack
-        .service(&cluster, &service, td.task_definition_arn().unwrap())
-        .await;
-    stack.settle_service(&cluster, &service).await;
-    let services =
-        json!([{"cluster": cluster, "service": service, "min": 2, "max": 10, "step": 2}]);
+    let w = RemediateWorld::new("faults-remediate", &["web"]).await;
+    let (stack, table, cluster, service) = (&w.stack, &w.table, &w.cluster, &w.services[0]);
     let proxy = FaultProxy::start();
-    let remediator = remediate::Remediator::new(
-        &proxy.sdk_config().await,
-        stack.remediate_config(&table, &[(rc::SERVICES, services.to_string())]),
-    );
+    let remediator = w.remediator(&proxy.sdk_config().await, &[]);
     let alarm = stack
-        .alarm(AlarmSpec::ecs_cpu("web-cpu-high", &cluster, &service))
+        .alarm(AlarmSpec::ecs_cpu("web-cpu-high", cluster, service))
         .await;
-    let resource = format!("ecs:{cluster}/{service}");
+    let resource = w.resource(service);
 
     let mut trigger_key = None;
     for state in ["ALARM", "OK"] {
@@ -384,14 +302,14 @@ async fn remediate_case(case: Option<&Case>) -> Result<Vec<String>, String> {
     // and paged as failed (a fault that outlasted the SDK's retries on the action's
     // own call). Never two, never beyond the bounds.
     let decisions: Vec<String> = stack
-        .audit(&table, &resource)
+        .audit(table, &resource)
         .await
         .iter()
         .filter_map(|a| a["decision"].as_str().map(str::to_string))
         .collect();
     let count = |d: &str| decisions.iter().filter(|x| *x == d).count();
     let desired = stack
-        .describe_service(&cluster, &service)
+        .describe_service(cluster, service)
         .await
         .desired_count();
     match (count("act"), count("failed"), desired) {
@@ -426,29 +344,6 @@ async fn remediate_keeps_its_invariants_under_every_fault() {
 // rotate: an alternating-users PostgreSQL secret with a dependent URL and a consumer
 // ---------------------------------------------------------------------------
 
-/// The secret's credentials at `stage`.
-async fn creds(stack: &Stack, arn: &str, stage: &str) -> Result<(String, String), String> {
-    let value: Value = stack
-        .secret_value(arn, stage)
-        .await
-        .and_then(|v| serde_json::from_str(&v).ok())
-        .ok_or(format!("{stage} is unreadable"))?;
-    match (value["username"].as_str(), value["password"].as_str()) {
-        (Some(user), Some(password)) => Ok((user.to_string(), password.to_string())),
-        _ => Err(format!("{stage} lost its username or password")),
-    }
-}
-
-/// Whether the secret's AWSCURRENT credentials log in to the harness PostgreSQL.
-async fn current_logs_in(stack: &Stack, arn: &str) -> Result<(), String> {
-    let (user, password) = creds(stack, arn, "AWSCURRENT").await?;
-    if postgres::postgres().can_login(&user, &password).await {
-        Ok(())
-    } else {
-        Err(format!("AWSCURRENT ({user}) does not log in"))
-    }
-}
-
 /// One rotation under `case`, each step retried as Secrets Manager retries a failed
 /// rotation: rotate's invariants. AWSCURRENT logs in after every invocation, failed
 /// ones included (alternating users: the strategy that promises it; single user
@@ -456,70 +351,19 @@ async fn current_logs_in(stack: &Stack, arn: &str) -> Result<(), String> {
 /// user is AWSCURRENT with a new password that logs in, the previous user still
 /// logs in, the dependent URL holds the new credentials, the consumer was redeployed.
 async fn rotate_case(case: Option<&Case>) -> Result<Vec<String>, String> {
-    use autopilot_tests::postgres::{ident, literal};
-    let stack = Stack::new("faults-rotate").await;
+    let w = RotateWorld::new("faults-rotate").await;
+    let (stack, arn, url, user, old) = (&w.stack, &w.arn, &w.url, &w.user, w.old.as_str());
     let pg = postgres::postgres();
-    let admin = stack.name("admin").replace('-', "_");
-    pg.exec(&format!(
-        "CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}",
-        ident(&admin),
-        literal("admin-password")
-    ))
-    .await;
-    let master = stack
-        .create_secret(
-            "admin",
-            &rotation::rds_secret(pg.port, &admin, "admin-password").to_string(),
-        )
-        .await;
-    let old = "old-password-faults";
-    let user = stack.name("app").replace('-', "_");
-    pg.exec(&format!(
-        "CREATE ROLE {} LOGIN PASSWORD {}",
-        ident(&user),
-        literal(old)
-    ))
-    .await;
-    let mut value = rotation::rds_secret(pg.port, &user, old);
-    value["masterarn"] = json!(master);
-    let arn = stack.create_secret("db", &value.to_string()).await;
-    let url = stack
-        .create_secret(
-            "db-url",
-            &format!(
-                "postgres://{user}:{old}@127.0.0.1:{}/postgres?sslmode=disable",
-                pg.port
-            ),
-        )
-        .await;
-    let repo = stack.repository("backend").await;
-    let cluster = stack.cluster("prod").await;
-    let td = stack
-        .task_definition(&stack.name("backend"), "app", &stack.image(&repo, "v1"))
-        .await;
-    stack
-        .service(&cluster, "backend", td.task_definition_arn().unwrap())
-        .await;
-    let deployments = async || {
-        stack
-            .describe_service(&cluster, "backend")
-            .await
-            .deployments()
-            .len()
-    };
+    let deployments = async || w.deployments().await;
     let before = deployments().await;
-    let rotations = json!([{"secret": stack.name("db"), "strategy": "postgres-alternating-users",
-        "dependents": [{"secret": stack.name("db-url"), "format": "url"}],
-        "consumers": [{"cluster": cluster, "service": "backend"}]}]);
     let proxy = FaultProxy::start();
-    let rotator = rotate::Rotator::new(&proxy.sdk_config().await, stack.rotation_config(rotations))
-        .map_err(|e| format!("cold start: {e}"))?;
-    let token = stack.start_rotation(&arn).await;
+    let rotator = w.rotator(&proxy.sdk_config().await)?;
+    let token = stack.start_rotation(arn).await;
     if let Some(c) = case {
         proxy.arm(&c.operation, c.fault, c.count);
     }
     for step in rotation::STEPS {
-        let event = rotation::rotation_event(step, &arn, &token);
+        let event = rotation::rotation_event(step, arn, &token);
         let mut answers = Vec::new();
         for _ in 0..faults::LAMBDA_ATTEMPTS {
             let this = faults::attempt(&proxy, async || {
@@ -528,7 +372,7 @@ async fn rotate_case(case: Option<&Case>) -> Result<Vec<String>, String> {
                     .await
             })
             .await;
-            current_logs_in(&stack, &arn)
+            w.logs_in("AWSCURRENT")
                 .await
                 .map_err(|e| format!("after {step} ({:?}): {e}", this.answer))?;
             let failed = this.answer.is_err();
@@ -540,20 +384,20 @@ async fn rotate_case(case: Option<&Case>) -> Result<Vec<String>, String> {
         }
         check_failures(case, &[], &answers).map_err(|e| format!("{step}: {e}"))?;
     }
-    stack.end_rotation(&arn, &token).await;
+    stack.end_rotation(arn, &token).await;
 
-    let (current, password) = creds(&stack, &arn, "AWSCURRENT").await?;
+    let (current, password) = w.creds("AWSCURRENT").await?;
     if current != format!("{user}_clone") || password == old {
         return Err(format!(
             "the rotation finished with {current} current, not the clone with a new password"
         ));
     }
-    current_logs_in(&stack, &arn).await?;
-    if !pg.can_login(&user, old).await {
+    w.logs_in("AWSCURRENT").await?;
+    if !pg.can_login(user, old).await {
         return Err("the previous user no longer logs in".into());
     }
     let dependent = stack
-        .secret_value(&url, "AWSCURRENT")
+        .secret_value(url, "AWSCURRENT")
         .await
         .unwrap_or_default();
     if !dependent.contains(&format!("{current}:{password}@")) {
@@ -590,19 +434,6 @@ async fn rotate_keeps_its_invariants_under_every_fault() {
 // snapshot: retention in both regions and a new snapshot to copy, in one check
 // ---------------------------------------------------------------------------
 
-/// The snapshots of a region, by id with the stack's prefix taken out, so two
-/// worlds compare.
-async fn snapshot_ids(stack: &Stack, region: &str, db: &str) -> Vec<String> {
-    use autopilot_tests::snapshots::{self as rds, Db};
-    let mut ids: Vec<String> = rds::snapshots(region, Db::Instance(db))
-        .await
-        .into_iter()
-        .map(|s| s.id.replace(&stack.prefix, "P"))
-        .collect();
-    ids.sort();
-    ids
-}
-
 /// The hourly check under `case`, after a fault-free one copied everything and
 /// time passed: retention is due in both regions (autopilot's snapshots 30, 20, 10
 /// and 0 days old; a foreign one, a foreign name wearing autopilot's tag and an
@@ -614,53 +445,34 @@ async fn snapshot_ids(stack: &Stack, region: &str, db: &str) -> Vec<String> {
 async fn snapshot_case(
     case: Option<&Case>,
 ) -> Result<(Vec<String>, Vec<String>, Vec<String>), String> {
-    use autopilot_shared::backup::{self, tag};
+    use autopilot_shared::backup;
     use autopilot_tests::snapshots::{self as rds, Db, DR, SOURCE};
     const DAY: i64 = 86_400;
     let now = chrono::Utc::now().timestamp();
-    let stack = Stack::new("faults-snapshot").await;
-    let db = format!("{}-orders", stack.prefix);
-    rds::create_instance(SOURCE, &db, true).await;
-    let ours = |db: &str| {
-        vec![
-            (tag::CREATED_BY, backup::BY_SNAPSHOT.to_string()),
-            (tag::REASON, backup::reason::SCHEDULED.to_string()),
-            (tag::DB, db.to_string()),
-        ]
-    };
-    let manual = async |id: &str, tags: &[(&str, String)]| {
-        let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        rds::manual_snapshot(SOURCE, Db::Instance(&db), id, &tags).await
-    };
+    let w = SnapshotWorld::new("faults-snapshot").await;
+    let (stack, db) = (&w.stack, &w.db);
+    let ours = SnapshotWorld::ours;
+    let manual = async |id: &str, tags: &[(&str, String)]| w.manual(id, tags).await;
     let ours_ids: Vec<String> = (1..=4)
         .map(|i| format!("autopilot-{db}-20261101000{i}"))
         .collect();
     for id in &ours_ids {
-        manual(id, &ours(&db)).await;
+        manual(id, &ours(db)).await;
     }
     let foreign = format!("{}-nightly", stack.prefix);
     manual(&foreign, &[]).await;
     let disguised = format!("{}-disguised", stack.prefix);
-    manual(&disguised, &ours(&db)).await;
+    manual(&disguised, &ours(db)).await;
     let auto_id = format!("rds:{db}-2026-11-01-03-10");
-    rds::automated_snapshot(SOURCE, Db::Instance(&db), &auto_id, now - 3600);
+    rds::automated_snapshot(SOURCE, Db::Instance(db), &auto_id, now - 3600);
     let config = |sdk: &aws_config::SdkConfig| {
-        let pairs: Vec<(String, String)> = vec![
-            ("AUTOPILOT_TOPIC_ARN".into(), stack.topic_arn.clone()),
-            (snapshot::config::AWS_REGION.into(), SOURCE.into()),
-            (
-                snapshot::config::DATABASES.into(),
-                json!([{"instance": db}]).to_string(),
-            ),
-            (snapshot::config::DR_REGION.into(), DR.into()),
-            (snapshot::config::DR_KMS_KEY.into(), rds::kms_key(DR)),
-            (snapshot::config::COPY_LIMIT.into(), "20".into()),
-            (snapshot::config::KEEP.into(), "2".into()),
-        ];
-        let config =
-            snapshot::config::Config::from_lookup(autopilot_shared::config::lookup_from(pairs))
-                .expect("snapshot configuration");
-        snapshot::Snapshotter::new(sdk, config).expect("snapshot cold start")
+        w.snapshotter(
+            sdk,
+            &[
+                (snapshot::config::COPY_LIMIT, "20"),
+                (snapshot::config::KEEP, "2"),
+            ],
+        )
     };
     let check = json!({
         "version": "0", "id": "schedule-snapshot-check", "detail-type": "Scheduled Task",
@@ -680,7 +492,7 @@ async fn snapshot_case(
         rds::set_snapshot_time(SOURCE, id, false, now - 60 * DAY);
         rds::set_snapshot_time(DR, &backup::dr_copy_id(id, false), false, now - 60 * DAY);
     }
-    manual(&format!("autopilot-{db}-20261206000"), &ours(&db)).await;
+    manual(&format!("autopilot-{db}-20261206000"), &ours(db)).await;
 
     let proxy = FaultProxy::start();
     let function = config(&proxy.sdk_config().await);
@@ -701,11 +513,7 @@ async fn snapshot_case(
         .handle(LambdaEvent::new(check.clone(), Context::default()))
         .await
         .map_err(|e| format!("the next check: {e}"))?;
-    Ok((
-        proxy.operations(),
-        snapshot_ids(&stack, SOURCE, &db).await,
-        snapshot_ids(&stack, DR, &db).await,
-    ))
+    Ok((proxy.operations(), w.ids(SOURCE).await, w.ids(DR).await))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
