@@ -124,6 +124,8 @@ impl Call {
 struct Armed {
     operation: String,
     fault: Fault,
+    /// Calls of the operation let through before the fault starts.
+    skip: u32,
     remaining: u32,
 }
 
@@ -153,6 +155,10 @@ impl State {
         let n = *n;
         if let Some(i) = self.armed.iter().position(|a| a.operation == operation) {
             let armed = &mut self.armed[i];
+            if armed.skip > 0 {
+                armed.skip -= 1;
+                return None;
+            }
             let fault = armed.fault;
             armed.remaining -= 1;
             if armed.remaining == 0 {
@@ -279,10 +285,16 @@ impl FaultProxy {
 
     /// Gives the next `count` calls of `operation` the fault.
     pub fn arm(&self, operation: &str, fault: Fault, count: u32) {
+        self.arm_after(operation, 0, fault, count);
+    }
+
+    /// Lets `skip` calls of `operation` through, then gives the next `count` the fault.
+    pub fn arm_after(&self, operation: &str, skip: u32, fault: Fault, count: u32) {
         if count > 0 {
             self.lock().armed.push(Armed {
                 operation: operation.to_string(),
                 fault,
+                skip,
                 remaining: count,
             });
         }
@@ -641,9 +653,11 @@ mod tests {
         state.armed.push(Armed {
             operation: "UpdateService".into(),
             fault: Fault::Throttle,
+            skip: 1,
             remaining: 2,
         });
         assert_eq!(state.pick("DescribeServices"), None);
+        assert_eq!(state.pick("UpdateService"), None, "skipped");
         assert_eq!(state.pick("UpdateService"), Some(Fault::Throttle));
         assert_eq!(state.pick("UpdateService"), Some(Fault::Throttle));
         assert_eq!(state.pick("UpdateService"), None);

@@ -325,6 +325,111 @@ async fn remediate_case(case: Option<&Case>) -> Result<Vec<String>, String> {
     finish(&proxy, case)
 }
 
+/// One unhealthy-hosts ALARM under `case`: the restart runbook, a forced
+/// deployment, which is no absolute value and which remediate does not let the
+/// SDK repeat. Each restart audited as taken is exactly one new deployment (never
+/// two for one alarm, Lambda's retries included); one that failed without effect
+/// is audited and paged as failed, and only a fault on UpdateService itself may
+/// cause that.
+async fn restart_case(case: Option<&Case>) -> Result<Vec<String>, String> {
+    use autopilot_tests::alarms::{AlarmSpec, Form};
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Statistic};
+    let w = RemediateWorld::new("faults-restart", &["web"]).await;
+    let (stack, table, cluster, service) = (&w.stack, &w.table, &w.cluster, &w.services[0]);
+    let services = json!([{"cluster": cluster, "service": service, "min": 2, "max": 10, "step": 2,
+        "targetGroups": [format!("targetgroup/{service}/0123456789abcdef")],
+        "loadBalancers": [format!("app/{service}-alb/0123456789abcdef")]}]);
+    let proxy = FaultProxy::start();
+    let remediator = remediate::Remediator::new(
+        &proxy.sdk_config().await,
+        stack.remediate_config(
+            table,
+            &[(remediate::config::SERVICES, services.to_string())],
+        ),
+    );
+    let deployments = async || {
+        stack
+            .describe_service(cluster, service)
+            .await
+            .deployments()
+            .len()
+    };
+    let before = deployments().await;
+    let alarm = stack
+        .alarm(AlarmSpec {
+            base: "web-unhealthy-hosts",
+            namespace: "AWS/ApplicationELB",
+            metric: "UnHealthyHostCount",
+            dimensions: vec![
+                (
+                    "TargetGroup",
+                    format!("targetgroup/{service}/0123456789abcdef"),
+                ),
+                (
+                    "LoadBalancer",
+                    format!("app/{service}-alb/0123456789abcdef"),
+                ),
+            ],
+            statistic: Statistic::Maximum,
+            comparison: ComparisonOperator::GreaterThanThreshold,
+            threshold: 0.0,
+            tags: vec![],
+        })
+        .await;
+    stack.set_alarm(&alarm, "ALARM").await;
+    let event = stack.alarm_event(Form::EventBridge, &alarm, "ALARM").await;
+    if let Some(c) = case {
+        proxy.arm(&c.operation, c.fault, c.count);
+    }
+    let answers = with_lambda_retries(&proxy, async || {
+        remediator
+            .handle(LambdaEvent::new(event.clone(), Context::default()))
+            .await
+    })
+    .await;
+    check_failures(case, &["UpdateService"], &answers)?;
+    let pages = stack.pages().await;
+    if !pages.iter().any(|p| p.action() == "trigger") {
+        return Err("on-call was not paged for the restart".into());
+    }
+    let decisions: Vec<String> = stack
+        .audit(table, &w.resource(service))
+        .await
+        .iter()
+        .filter_map(|a| a["decision"].as_str().map(str::to_string))
+        .collect();
+    let count = |d: &str| decisions.iter().filter(|x| *x == d).count();
+    let restarts = deployments().await - before;
+    let on_the_call = case.is_some_and(|c| c.operation == "UpdateService");
+    match (count("act"), count("failed"), restarts) {
+        (1, 0, 1) => {}
+        (0, 1, 0) if on_the_call => {}
+        (acts, failed, restarts) => {
+            return Err(format!(
+                "{acts} restarts taken and {failed} failed for one alarm, and ECS started \
+                 {restarts} deployments: {decisions:?}"
+            ))
+        }
+    }
+    finish(&proxy, case)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remediate_restarts_once_under_every_fault() {
+    let operations = restart_case(None).await.expect("the fault-free restart");
+    assert!(
+        operations.iter().any(|o| o == "UpdateService"),
+        "the fault-free restart made no UpdateService: {operations:?}"
+    );
+    run_matrix(
+        "remediate restart",
+        cases(&operations),
+        PARALLEL,
+        async |case| restart_case(Some(case)).await.map(|_| ()),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remediate_keeps_its_invariants_under_every_fault() {
     let operations = remediate_case(None).await.expect("the fault-free alarm");
@@ -343,6 +448,9 @@ async fn remediate_keeps_its_invariants_under_every_fault() {
 // ---------------------------------------------------------------------------
 // rotate: an alternating-users PostgreSQL secret with a dependent URL and a consumer
 // ---------------------------------------------------------------------------
+
+/// The consumer's forced deployment: rotate does not let the SDK repeat it.
+const ROTATE_NOT_REPEATED: &[&str] = &["UpdateService"];
 
 /// One rotation under `case`, each step retried as Secrets Manager retries a failed
 /// rotation: rotate's invariants. AWSCURRENT logs in after every invocation, failed
@@ -382,7 +490,7 @@ async fn rotate_case(case: Option<&Case>) -> Result<Vec<String>, String> {
             }
             proxy.heal();
         }
-        check_failures(case, &[], &answers).map_err(|e| format!("{step}: {e}"))?;
+        check_failures(case, ROTATE_NOT_REPEATED, &answers).map_err(|e| format!("{step}: {e}"))?;
     }
     stack.end_rotation(arn, &token).await;
 
@@ -560,4 +668,77 @@ async fn snapshot_keeps_its_invariants_under_every_fault() {
         Ok(())
     })
     .await;
+}
+
+/// The soak's finding, replayed: the answer to the write that claims the service is
+/// lost, the SDK repeats the write, and the repeat fails the version check against
+/// the invocation's own claim, which then looks like another invocation's. Every
+/// delivery of the transition answers RemediationInProgress until the claim's
+/// lease has passed; then two deliveries resume it at once, and exactly one acts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_answer_was_lost_is_resumed_by_one_delivery_only() {
+    use autopilot_tests::alarms::{AlarmSpec, Form};
+    use remediate::store::guard_key;
+    let w = RemediateWorld::new("faults-claim", &["web"]).await;
+    let (stack, table, cluster, service) = (&w.stack, &w.table, &w.cluster, &w.services[0]);
+    let proxy = FaultProxy::start();
+    let remediator = w.remediator(&proxy.sdk_config().await, &[]);
+    let alarm = stack
+        .alarm(AlarmSpec::ecs_cpu("web-cpu-high", cluster, service))
+        .await;
+    stack.set_alarm(&alarm, "ALARM").await;
+    let event = stack.alarm_event(Form::EventBridge, &alarm, "ALARM").await;
+    let invoke = async || {
+        remediator
+            .handle(LambdaEvent::new(event.clone(), Context::default()))
+            .await
+    };
+    // The transition's record goes through; the claim's answer is lost once.
+    proxy.arm_after("PutItem", 1, Fault::ResetAfter, 1);
+    let first = invoke().await;
+    assert_eq!(
+        first.as_ref().err().map(|f| f.code),
+        Some("autopilot.RemediationInProgress"),
+        "{first:?}"
+    );
+    assert_eq!(
+        stack
+            .describe_service(cluster, service)
+            .await
+            .desired_count(),
+        2
+    );
+
+    // Lambda's retries come minutes later: the claim is past its lease.
+    let resource = w.resource(service);
+    let mut guard = stack.guard(table, &resource).await;
+    let claim = guard.value.claim.as_mut().expect("the lost write's claim");
+    claim.at -= 300;
+    stack
+        .guard_store(table)
+        .put(guard_key(&resource), &guard.value, guard.version)
+        .await
+        .expect("age the claim");
+    stack.slow("GetItem", 0.3);
+    proxy.forget();
+    let (a, b) = tokio::join!(invoke(), invoke());
+    let acted = proxy
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "UpdateService")
+        .count();
+    assert_eq!(acted, 1, "two deliveries resumed one claim: {a:?} {b:?}");
+    for answer in [&a, &b] {
+        if let Err(f) = answer {
+            assert_eq!(f.code, "autopilot.RemediationInProgress", "{f:?}");
+        }
+    }
+    assert!(a.is_ok() || b.is_ok(), "{a:?} {b:?}");
+    assert_eq!(
+        stack
+            .describe_service(cluster, service)
+            .await
+            .desired_count(),
+        4
+    );
 }

@@ -408,7 +408,24 @@ impl Remediator {
         let mut result: Option<Result<(), String>> = None;
         if let Some(action) = &action {
             if !dry_run {
-                if !plan.resumes() {
+                if plan.resumes() {
+                    // Take the dead invocation's claim over with a write on the
+                    // version read: of several deliveries that find it past its
+                    // lease at once (Lambda's retries of one transition's three
+                    // deliveries), one resumes it and the others read again and
+                    // find a live claim. Without it all of them acted (the soak).
+                    let mut taken = o.guard.value.clone();
+                    if let Some(claim) = taken.claim.as_mut() {
+                        claim.at = now.timestamp();
+                    }
+                    if !self
+                        .store
+                        .put(guard_key(&subject), &taken, o.guard.version)
+                        .await?
+                    {
+                        return Ok(None);
+                    }
+                } else {
                     let claimed = guard::claimed(
                         &o.guard.value,
                         &o.alarm.transition(),
