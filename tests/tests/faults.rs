@@ -78,6 +78,28 @@ fn check_failures(
     }
 }
 
+/// The matrix of one scenario: a fault-free run, which must make the `expected`
+/// calls among those it makes, then every fault on every call it made.
+async fn matrix(
+    function: &str,
+    expected: &[&str],
+    scenario: impl AsyncFn(Option<&Case>) -> Result<Vec<String>, String>,
+) {
+    let operations = scenario(None)
+        .await
+        .unwrap_or_else(|e| panic!("{function}, fault-free: {e}"));
+    for expected in expected {
+        assert!(
+            operations.iter().any(|o| o == expected),
+            "{function}, fault-free, made no {expected}: {operations:?}"
+        );
+    }
+    run_matrix(function, cases(&operations), PARALLEL, async |case| {
+        scenario(Some(case)).await.map(|_| ())
+    })
+    .await;
+}
+
 /// The operations the case made, once it is known that its fault was injected.
 fn finish(proxy: &FaultProxy, case: Option<&Case>) -> Result<Vec<String>, String> {
     match case {
@@ -208,23 +230,18 @@ async fn deploy_case(case: Option<&Case>) -> Result<Vec<String>, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_keeps_its_invariants_under_every_fault() {
-    let operations = deploy_case(None).await.expect("the fault-free push");
-    for expected in [
-        "DescribeServices",
-        "RegisterTaskDefinition",
-        "UpdateService",
-        "Publish",
-        "ListTasks",
-        "DescribeTasks",
-    ] {
-        assert!(
-            operations.iter().any(|o| o == expected),
-            "the fault-free push made no {expected}: {operations:?}"
-        );
-    }
-    run_matrix("deploy", cases(&operations), PARALLEL, async |case| {
-        deploy_case(Some(case)).await.map(|_| ())
-    })
+    matrix(
+        "deploy",
+        &[
+            "DescribeServices",
+            "RegisterTaskDefinition",
+            "UpdateService",
+            "Publish",
+            "ListTasks",
+            "DescribeTasks",
+        ],
+        deploy_case,
+    )
     .await;
 }
 
@@ -416,32 +433,16 @@ async fn restart_case(case: Option<&Case>) -> Result<Vec<String>, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remediate_restarts_once_under_every_fault() {
-    let operations = restart_case(None).await.expect("the fault-free restart");
-    assert!(
-        operations.iter().any(|o| o == "UpdateService"),
-        "the fault-free restart made no UpdateService: {operations:?}"
-    );
-    run_matrix(
-        "remediate restart",
-        cases(&operations),
-        PARALLEL,
-        async |case| restart_case(Some(case)).await.map(|_| ()),
-    )
-    .await;
+    matrix("remediate restart", &["UpdateService"], restart_case).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remediate_keeps_its_invariants_under_every_fault() {
-    let operations = remediate_case(None).await.expect("the fault-free alarm");
-    for expected in ["DescribeAlarms", "GetItem", "UpdateService", "Publish"] {
-        assert!(
-            operations.iter().any(|o| o == expected),
-            "the fault-free alarm made no {expected}: {operations:?}"
-        );
-    }
-    run_matrix("remediate", cases(&operations), PARALLEL, async |case| {
-        remediate_case(Some(case)).await.map(|_| ())
-    })
+    matrix(
+        "remediate",
+        &["DescribeAlarms", "GetItem", "UpdateService", "Publish"],
+        remediate_case,
+    )
     .await;
 }
 
@@ -519,22 +520,17 @@ async fn rotate_case(case: Option<&Case>) -> Result<Vec<String>, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_keeps_its_invariants_under_every_fault() {
-    let operations = rotate_case(None).await.expect("the fault-free rotation");
-    for expected in [
-        "DescribeSecret",
-        "GetSecretValue",
-        "PutSecretValue",
-        "UpdateSecretVersionStage",
-        "UpdateService",
-    ] {
-        assert!(
-            operations.iter().any(|o| o == expected),
-            "the fault-free rotation made no {expected}: {operations:?}"
-        );
-    }
-    run_matrix("rotate", cases(&operations), PARALLEL, async |case| {
-        rotate_case(Some(case)).await.map(|_| ())
-    })
+    matrix(
+        "rotate",
+        &[
+            "DescribeSecret",
+            "GetSecretValue",
+            "PutSecretValue",
+            "UpdateSecretVersionStage",
+            "UpdateService",
+        ],
+        rotate_case,
+    )
     .await;
 }
 
