@@ -100,6 +100,23 @@ async fn matrix(
     .await;
 }
 
+/// One event under `case`, as Lambda delivers it: the fault armed, the invocation
+/// retried while it fails ([`with_lambda_retries`]), and [`check_failures`] on
+/// the attempts, which are returned.
+async fn deliver(
+    proxy: &FaultProxy,
+    case: Option<&Case>,
+    not_repeated: &[&str],
+    invoke: impl AsyncFn() -> Result<Report, Failure>,
+) -> Result<Vec<Attempt<Report, Failure>>, String> {
+    if let Some(c) = case {
+        proxy.arm(&c.operation, c.fault, c.count);
+    }
+    let attempts = with_lambda_retries(proxy, invoke).await;
+    check_failures(case, not_repeated, &attempts)?;
+    Ok(attempts)
+}
+
 /// The operations the case made, once it is known that its fault was injected.
 fn finish(proxy: &FaultProxy, case: Option<&Case>) -> Result<Vec<String>, String> {
     match case {
@@ -124,16 +141,12 @@ async fn deploy_case(case: Option<&Case>) -> Result<Vec<String>, String> {
     let deployer = w.deployer(&proxy.sdk_config().await);
     let digest = w.stack.push(&w.repo, "v1.4.2").await;
     let event = ecr_event(&w.repo, Some("v1.4.2"), &digest, "PUSH", "SUCCESS");
-    if let Some(c) = case {
-        proxy.arm(&c.operation, c.fault, c.count);
-    }
-    let answers = with_lambda_retries(&proxy, async || {
+    let answers = deliver(&proxy, case, DEPLOY_NOT_REPEATED, async || {
         deployer
             .handle(LambdaEvent::new(event.clone(), Context::default()))
             .await
     })
-    .await;
-    check_failures(case, DEPLOY_NOT_REPEATED, &answers)?;
+    .await?;
 
     let revisions = w.revisions_of(&digest).await;
     if revisions.len() != 1 {
@@ -199,16 +212,12 @@ async fn deploy_case(case: Option<&Case>) -> Result<Vec<String>, String> {
         "SERVICE_DEPLOYMENT_FAILED",
         reason,
     );
-    if let Some(c) = case {
-        proxy.arm(&c.operation, c.fault, c.count);
-    }
-    let answers = with_lambda_retries(&proxy, async || {
+    deliver(&proxy, case, DEPLOY_NOT_REPEATED, async || {
         deployer
             .handle(LambdaEvent::new(verdict.clone(), Context::default()))
             .await
     })
-    .await;
-    check_failures(case, DEPLOY_NOT_REPEATED, &answers)?;
+    .await?;
     let failed: Vec<_> = w
         .stack
         .pages()
@@ -282,16 +291,12 @@ async fn remediate_case(case: Option<&Case>) -> Result<Vec<String>, String> {
     for state in ["ALARM", "OK"] {
         stack.set_alarm(&alarm, state).await;
         let event = stack.alarm_event(Form::EventBridge, &alarm, state).await;
-        if let Some(c) = case {
-            proxy.arm(&c.operation, c.fault, c.count);
-        }
-        let answers = with_lambda_retries(&proxy, async || {
+        deliver(&proxy, case, &[], async || {
             remediator
                 .handle(LambdaEvent::new(event.clone(), Context::default()))
                 .await
         })
-        .await;
-        check_failures(case, &[], &answers)?;
+        .await?;
         let pages = stack.pages().await;
         let wanted = if state == "ALARM" {
             "trigger"
@@ -395,16 +400,12 @@ async fn restart_case(case: Option<&Case>) -> Result<Vec<String>, String> {
         .await;
     stack.set_alarm(&alarm, "ALARM").await;
     let event = stack.alarm_event(Form::EventBridge, &alarm, "ALARM").await;
-    if let Some(c) = case {
-        proxy.arm(&c.operation, c.fault, c.count);
-    }
-    let answers = with_lambda_retries(&proxy, async || {
+    deliver(&proxy, case, &["UpdateService"], async || {
         remediator
             .handle(LambdaEvent::new(event.clone(), Context::default()))
             .await
     })
-    .await;
-    check_failures(case, &["UpdateService"], &answers)?;
+    .await?;
     let pages = stack.pages().await;
     if !pages.iter().any(|p| p.action() == "trigger") {
         return Err("on-call was not paged for the restart".into());
@@ -600,16 +601,12 @@ async fn snapshot_case(
 
     let proxy = FaultProxy::start();
     let function = config(&proxy.sdk_config().await);
-    if let Some(c) = case {
-        proxy.arm(&c.operation, c.fault, c.count);
-    }
-    let answers = with_lambda_retries(&proxy, async || {
+    deliver(&proxy, case, &[], async || {
         function
             .handle(LambdaEvent::new(check.clone(), Context::default()))
             .await
     })
-    .await;
-    check_failures(case, &[], &answers)?;
+    .await?;
     finish(&proxy, case)?;
     // The next hourly check, with AWS well: a retry above saw the new copy and a
     // run without one did not, so only the state both converge to compares.
