@@ -174,6 +174,29 @@ impl RemediateWorld {
     pub fn resource(&self, service: &str) -> String {
         format!("ecs:{}/{service}", self.cluster)
     }
+
+    /// Makes every claim a failed invocation left unsettled `seconds` older, as
+    /// `alarms::end_cooldown` moves a test's time: Lambda retries a failed event a
+    /// minute, then two, later, and a retry that finds the claim past its 120 s
+    /// lease resumes it. Tests do not wait for that; they age the claim.
+    pub async fn age_claims(&self, seconds: i64) {
+        for service in &self.services {
+            let resource = self.resource(service);
+            let mut guard = self.stack.guard(&self.table, &resource).await;
+            if let Some(claim) = guard.value.claim.as_mut().filter(|c| c.result.is_none()) {
+                claim.at -= seconds;
+                self.stack
+                    .guard_store(&self.table)
+                    .put(
+                        remediate::store::guard_key(&resource),
+                        &guard.value,
+                        guard.version,
+                    )
+                    .await
+                    .expect("age the claim");
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

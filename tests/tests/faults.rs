@@ -671,7 +671,6 @@ async fn snapshot_keeps_its_invariants_under_every_fault() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_whose_answer_was_lost_is_resumed_by_one_delivery_only() {
     use autopilot_tests::alarms::{AlarmSpec, Form};
-    use remediate::store::guard_key;
     let w = RemediateWorld::new("faults-claim", &["web"]).await;
     let (stack, table, cluster, service) = (&w.stack, &w.table, &w.cluster, &w.services[0]);
     let proxy = FaultProxy::start();
@@ -704,14 +703,12 @@ async fn a_claim_whose_answer_was_lost_is_resumed_by_one_delivery_only() {
 
     // Lambda's retries come minutes later: the claim is past its lease.
     let resource = w.resource(service);
-    let mut guard = stack.guard(table, &resource).await;
-    let claim = guard.value.claim.as_mut().expect("the lost write's claim");
-    claim.at -= 300;
-    stack
-        .guard_store(table)
-        .put(guard_key(&resource), &guard.value, guard.version)
-        .await
-        .expect("age the claim");
+    let claim = stack.guard(table, &resource).await.value.claim;
+    assert!(
+        claim.is_some_and(|c| c.result.is_none()),
+        "the lost write's claim"
+    );
+    w.age_claims(300).await;
     stack.slow("GetItem", 0.3);
     proxy.forget();
     let (a, b) = tokio::join!(invoke(), invoke());

@@ -25,7 +25,7 @@ use autopilot_tests::worlds::RemediateWorld;
 use aws_sdk_dynamodb::types::AttributeValue;
 use remediate::config as rc;
 use remediate::guard::Flips;
-use remediate::store::{flips_key, guard_key};
+use remediate::store::flips_key;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -119,7 +119,9 @@ pub async fn run(soak: Arc<Soak>, name: String, target: usize, busy: bool) {
         let mut todo = items;
         for attempt in 1..=crate::LAMBDA_ATTEMPTS {
             if attempt > 1 {
-                age_claims(&w, 60 * (attempt as i64 - 1)).await;
+                // Lambda waits a minute before its second attempt at a failed
+                // event and two more before its third; the soak does not wait.
+                w.age_claims(60 * (attempt as i64 - 1)).await;
             }
             let answers = futures::future::join_all(todo.iter().map(|item| {
                 soak.invoke(attempt > 1, async || {
@@ -269,26 +271,6 @@ pub async fn run(soak: Arc<Soak>, name: String, target: usize, busy: bool) {
     let resources: BTreeSet<&str> = flappers.iter().map(|f| f.resource.as_str()).collect();
     for resource in resources {
         check_audit(&soak, &name, &w, resource, &rails).await;
-    }
-}
-
-/// Lambda waits a minute before its second attempt at a failed event and two
-/// more before its third; the soak does not wait. A claim a failed invocation
-/// left unsettled is made that much older instead (as `alarms::end_cooldown`
-/// moves time for a test), so the third attempt finds it past its 120 s lease
-/// and resumes it, as in production. No invocation is in flight meanwhile.
-async fn age_claims(w: &RemediateWorld, seconds: i64) {
-    for service in &w.services {
-        let resource = w.resource(service);
-        let mut guard = w.stack.guard(&w.table, &resource).await;
-        if let Some(claim) = guard.value.claim.as_mut().filter(|c| c.result.is_none()) {
-            claim.at -= seconds;
-            w.stack
-                .guard_store(&w.table)
-                .put(guard_key(&resource), &guard.value, guard.version)
-                .await
-                .expect("age the claim");
-        }
     }
 }
 
